@@ -1,0 +1,76 @@
+//! Storage for yunwei over SQLite (the embedded default) and PostgreSQL.
+//!
+//! Architecture invariants:
+//! - One SQL dialect subset for both engines: `$N` placeholders, BIGINT epoch-ms UTC timestamps,
+//!   BIGINT 0/1 booleans, `RETURNING`. The few statements that differ live in [`db`].
+//! - Domain data is reachable only through a [`ContractScope`], which only [`Principal::contract_scope`]
+//!   creates after checking the caller's membership; administrator data only through an
+//!   [`AdminScope`]. Neither has a public constructor, so forgetting the tenancy check does not compile.
+//! - Every write runs in a [`WriteTx`] that appends its audit record in the same transaction: a change
+//!   without its audit record cannot be committed, and a failed change leaves no audit record.
+
+pub mod audit;
+pub mod contracts;
+mod db;
+mod error;
+mod principal;
+pub mod secrets;
+pub mod sessions;
+pub mod settings;
+pub mod sites;
+pub mod tokens;
+pub mod users;
+
+pub use db::{Backend, Db, SCHEMA_VERSION, WriteTx, redact_url};
+pub use error::{StoreError, StoreResult};
+pub use principal::{Actor, AdminScope, ContractScope, Principal};
+
+/// Current wall-clock time in UTC epoch milliseconds, shifted by an offset that tests may move
+/// forward to exercise timeouts without sleeping.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> i64 {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        real + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves this clock forward (tests only need this; production never calls it).
+    pub fn advance_ms(&self, ms: i64) {
+        self.offset_ms.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Random bytes from the operating system, hex-encoded.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random source is unavailable");
+    hex::encode(buf)
+}
+
+/// SHA-256 of a bearer secret (session or API token). Only this digest is stored.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()))
+}
+
+/// Opaque pagination cursor over ascending or descending ids.
+pub mod cursor {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    pub fn encode(id: i64) -> String {
+        URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+    }
+
+    pub fn decode(cursor: &str) -> Option<i64> {
+        let raw = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).ok()?;
+        let s = std::str::from_utf8(&raw).ok()?;
+        s.strip_prefix("id:")?.parse().ok()
+    }
+}

@@ -1,0 +1,279 @@
+//! Home, the contract switcher, the contract overview and its sites.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use yunwei_core::authz::ContractPermission;
+use yunwei_storage::sites::{self, SiteInput};
+use yunwei_storage::{ContractScope, contracts as store};
+
+use super::{ADMIN_LINKS, UiForm, page, render};
+use crate::AppState;
+use crate::auth::UiUser;
+use crate::error::AppError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/contracts/switch", post(switch))
+        .route("/c/{cid}", get(overview))
+        .route("/c/{cid}/sites/new", get(new_site))
+        .route("/c/{cid}/sites", post(create_site))
+        .route("/c/{cid}/sites/{id}", get(edit_site).post(update_site))
+        .route("/c/{cid}/sites/{id}/delete", post(delete_site))
+}
+
+#[derive(Serialize)]
+struct ContractRow {
+    id: i64,
+    code: String,
+    name: String,
+    client_name: String,
+    starts_on: String,
+    ends_on: String,
+    role_label: String,
+}
+
+#[derive(Serialize)]
+struct Link {
+    href: &'static str,
+    key: &'static str,
+}
+
+async fn home(State(state): State<AppState>, ui: UiUser) -> Result<Response, AppError> {
+    let p = page(&state, &ui, "/").await?;
+    let lang = ui.ctx.lang;
+    let admin_links: Vec<Link> = match ui.session.user.admin_role {
+        Some(role) => {
+            let mut seen = Vec::new();
+            ADMIN_LINKS
+                .iter()
+                .filter(|(perm, href, _)| {
+                    role.permits(*perm) && !seen.contains(href) && {
+                        seen.push(*href);
+                        true
+                    }
+                })
+                .map(|(_, href, key)| Link { href, key })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let contracts: Vec<ContractRow> = store::list_mine(&state.db, &ui.principal(), None, 500)
+        .await?
+        .into_iter()
+        .map(|m| ContractRow {
+            id: m.contract.id,
+            code: m.contract.code,
+            name: m.contract.name,
+            client_name: m.contract.client_name,
+            starts_on: m.contract.starts_on,
+            ends_on: m.contract.ends_on,
+            role_label: lang.pick(m.role.label()).to_string(),
+        })
+        .collect();
+    Ok(render(&state, "home.html", lang, &p, crate::view! { contracts, admin_links })?.into_response())
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    contract_id: i64,
+}
+
+async fn switch(
+    State(state): State<AppState>,
+    ui: UiUser,
+    UiForm(form): UiForm<SwitchForm>,
+) -> Result<Response, AppError> {
+    // Membership is checked before the choice is remembered.
+    let scope = ui.principal().contract_scope(&state.db, form.contract_id).await?;
+    yunwei_storage::sessions::set_active_contract(&state.db, &ui.session.token_hash, Some(scope.contract_id())).await?;
+    Ok(Redirect::to(&format!("/c/{}", scope.contract_id())).into_response())
+}
+
+#[derive(Serialize)]
+struct MemberRow {
+    login: String,
+    display_name: String,
+    role_label: String,
+}
+
+async fn scope_of(state: &AppState, ui: &UiUser, cid: i64) -> Result<ContractScope, AppError> {
+    Ok(ui.principal().contract_scope(&state.db, cid).await?)
+}
+
+async fn overview(State(state): State<AppState>, ui: UiUser, Path(cid): Path<i64>) -> Result<Response, AppError> {
+    let scope = scope_of(&state, &ui, cid).await?;
+    if ui.session.active_contract_id != Some(cid) {
+        yunwei_storage::sessions::set_active_contract(&state.db, &ui.session.token_hash, Some(cid)).await?;
+    }
+    let lang = ui.ctx.lang;
+    let contract = store::get(&state.db, &scope).await?;
+    let sites = if scope.permits(ContractPermission::SiteRead) {
+        Some(sites::list(&state.db, &scope, None, 500).await?)
+    } else {
+        None
+    };
+    let members = if scope.permits(ContractPermission::MemberRead) {
+        Some(
+            store::members(&state.db, &scope)
+                .await?
+                .into_iter()
+                .map(|m| MemberRow {
+                    login: m.login,
+                    display_name: m.display_name,
+                    role_label: lang.pick(m.role.label()).to_string(),
+                })
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        None
+    };
+    let mut p = page(&state, &ui, "").await?;
+    p.active_contract_id = Some(cid);
+    Ok(render(
+        &state,
+        "contract.html",
+        lang,
+        &p,
+        crate::view! {
+            contract,
+            sites,
+            members,
+            role_label => lang.pick(scope.role().label()),
+            can_write_sites => scope.permits(ContractPermission::SiteWrite),
+        },
+    )?
+    .into_response())
+}
+
+#[derive(Serialize, Default)]
+struct SiteView {
+    id: Option<i64>,
+    name: String,
+    kind: String,
+    address: String,
+    notes: String,
+    version: i64,
+}
+
+async fn site_form(
+    state: &AppState,
+    ui: &UiUser,
+    cid: i64,
+    site: SiteView,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let p = page(state, ui, "").await?;
+    let html = render(
+        state,
+        "site_form.html",
+        ui.ctx.lang,
+        &p,
+        crate::view! { contract_id => cid, site, kinds => sites::KINDS, error, csrf => ui.session.csrf_token.clone() },
+    )?;
+    Ok((status, html).into_response())
+}
+
+async fn new_site(State(state): State<AppState>, ui: UiUser, Path(cid): Path<i64>) -> Result<Response, AppError> {
+    let scope = scope_of(&state, &ui, cid).await?;
+    scope.require(ContractPermission::SiteWrite)?;
+    site_form(&state, &ui, cid, SiteView { kind: "machine_room".into(), ..Default::default() }, None, StatusCode::OK)
+        .await
+}
+
+#[derive(Deserialize)]
+struct SiteForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    version: i64,
+}
+
+impl SiteForm {
+    fn input(&self) -> SiteInput {
+        SiteInput {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            address: self.address.clone(),
+            notes: self.notes.clone(),
+        }
+    }
+
+    fn view(&self, id: Option<i64>) -> SiteView {
+        SiteView {
+            id,
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            address: self.address.clone(),
+            notes: self.notes.clone(),
+            version: self.version,
+        }
+    }
+}
+
+async fn create_site(
+    State(state): State<AppState>,
+    ui: UiUser,
+    Path(cid): Path<i64>,
+    UiForm(form): UiForm<SiteForm>,
+) -> Result<Response, AppError> {
+    let scope = scope_of(&state, &ui, cid).await?;
+    match sites::create(&state.db, &scope, &form.input(), state.now_ms()).await {
+        Ok(_) => Ok(Redirect::to(&format!("/c/{cid}")).into_response()),
+        Err(e) => {
+            let msg = super::form_error(ui.ctx.lang, e)?;
+            site_form(&state, &ui, cid, form.view(None), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+    }
+}
+
+async fn edit_site(
+    State(state): State<AppState>,
+    ui: UiUser,
+    Path((cid, id)): Path<(i64, i64)>,
+) -> Result<Response, AppError> {
+    let scope = scope_of(&state, &ui, cid).await?;
+    scope.require(ContractPermission::SiteWrite)?;
+    let s = sites::get(&state.db, &scope, id).await?;
+    let view =
+        SiteView { id: Some(s.id), name: s.name, kind: s.kind, address: s.address, notes: s.notes, version: s.version };
+    site_form(&state, &ui, cid, view, None, StatusCode::OK).await
+}
+
+async fn update_site(
+    State(state): State<AppState>,
+    ui: UiUser,
+    Path((cid, id)): Path<(i64, i64)>,
+    UiForm(form): UiForm<SiteForm>,
+) -> Result<Response, AppError> {
+    let scope = scope_of(&state, &ui, cid).await?;
+    match sites::update(&state.db, &scope, id, form.version, &form.input(), state.now_ms()).await {
+        Ok(_) => Ok(Redirect::to(&format!("/c/{cid}")).into_response()),
+        Err(yunwei_storage::StoreError::NotFound) => Err(AppError::not_found()),
+        Err(e) => {
+            let msg = super::form_error(ui.ctx.lang, e)?;
+            site_form(&state, &ui, cid, form.view(Some(id)), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+    }
+}
+
+async fn delete_site(
+    State(state): State<AppState>,
+    ui: UiUser,
+    Path((cid, id)): Path<(i64, i64)>,
+) -> Result<Response, AppError> {
+    let scope = scope_of(&state, &ui, cid).await?;
+    sites::delete(&state.db, &scope, id, state.now_ms()).await?;
+    Ok(Redirect::to(&format!("/c/{cid}")).into_response())
+}

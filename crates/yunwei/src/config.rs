@@ -1,0 +1,103 @@
+//! Configuration: built-in defaults, then a TOML file, then `YUNWEI_*` environment variables,
+//! then command-line flags. Secrets are redacted whenever the configuration is printed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen. Without TLS only a loopback address is accepted unless `behind_tls_proxy`.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database, its key file and backups.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; empty means `<data_dir>/yunwei.db`.
+    pub database_url: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A TLS-terminating reverse proxy forwards to this server (trust its X-Forwarded-* headers).
+    pub behind_tls_proxy: bool,
+    /// Base64 of 32 bytes sealing secrets at rest. Empty: read or create `<data_dir>/secret.key`.
+    /// Nodes sharing one PostgreSQL database must share this key.
+    pub secret_key: String,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("static address"),
+            data_dir: PathBuf::from("yunwei-data"),
+            database_url: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            behind_tls_proxy: false,
+            secret_key: String::new(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &yunwei_storage::redact_url(&self.database_url))
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("behind_tls_proxy", &self.behind_tls_proxy)
+            .field("secret_key", &if self.secret_key.is_empty() { "" } else { "<redacted>" })
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Defaults → file (the given one, or `./yunwei.toml` when present) → environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => fig = fig.merge(Toml::file_exact(f)),
+            None => fig = fig.merge(Toml::file("yunwei.toml")),
+        }
+        fig.merge(Env::prefixed("YUNWEI_")).extract()
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("yunwei.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url();
+        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+        Some(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = Config {
+            database_url: "postgres://yw:hunter2@db/yw".into(),
+            secret_key: "c2VjcmV0".into(),
+            ..Config::default()
+        };
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("c2VjcmV0"), "{s}");
+        assert_eq!(c.sqlite_path(), None);
+        assert_eq!(Config::default().sqlite_path().unwrap(), PathBuf::from("yunwei-data/yunwei.db"));
+    }
+}
