@@ -95,7 +95,7 @@ pub async fn create(
     let token = crate::random_token(32);
     let csrf = crate::random_token(32);
     sqlx::query(
-        "INSERT INTO session (token_hash, user_id, stage, csrf_token, source_ip, user_agent, created_at, last_seen_at, expires_at) \
+        "INSERT INTO user_session (token_hash, user_id, stage, csrf_token, source_ip, user_agent, created_at, last_seen_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
     )
     .bind(crate::token_digest(&token))
@@ -144,7 +144,7 @@ pub async fn lookup(db: &Db, token: &str, source_ip: &str, now_ms: i64) -> Store
     let row = sqlx::query(
         "SELECT s.token_hash, s.stage, s.csrf_token, s.active_contract_id, s.pending_totp_secret_enc, \
          s.created_at AS s_created_at, s.last_seen_at, s.expires_at, u.* \
-         FROM session s JOIN app_user u ON u.id = s.user_id WHERE s.token_hash = $1",
+         FROM user_session s JOIN app_user u ON u.id = s.user_id WHERE s.token_hash = $1",
     )
     .bind(hash.clone())
     .fetch_optional(&db.pool)
@@ -164,7 +164,7 @@ pub async fn lookup(db: &Db, token: &str, source_ip: &str, now_ms: i64) -> Store
     };
     if let Some(why) = why {
         let mut tx = db.begin_write(now_ms).await?;
-        sqlx::query("DELETE FROM session WHERE token_hash = $1").bind(hash).execute(tx.conn()).await?;
+        sqlx::query("DELETE FROM user_session WHERE token_hash = $1").bind(hash).execute(tx.conn()).await?;
         let detail = match why {
             Lookup::IdleTimeout => "idle timeout",
             Lookup::Expired => "absolute lifetime reached",
@@ -182,7 +182,7 @@ pub async fn lookup(db: &Db, token: &str, source_ip: &str, now_ms: i64) -> Store
     // Refresh the idle clock at most every 15 s: a write per request would serialise readers behind
     // SQLite's single writer. The idle timeout is therefore exact to within 15 seconds.
     if now_ms - session.last_seen_at > 15_000 {
-        sqlx::query("UPDATE session SET last_seen_at = $1 WHERE token_hash = $2")
+        sqlx::query("UPDATE user_session SET last_seen_at = $1 WHERE token_hash = $2")
             .bind(now_ms)
             .bind(session.token_hash.clone())
             .execute(&db.pool)
@@ -195,7 +195,7 @@ pub async fn lookup(db: &Db, token: &str, source_ip: &str, now_ms: i64) -> Store
 /// is rotated at the same time, so a token seen before full login is worthless after it.
 pub async fn advance(tx: &mut WriteTx, old_hash: &str, stage: Stage) -> StoreResult<String> {
     let token = crate::random_token(32);
-    let n = sqlx::query("UPDATE session SET token_hash = $1, stage = $2, pending_totp_secret_enc = NULL, last_seen_at = $3 WHERE token_hash = $4")
+    let n = sqlx::query("UPDATE user_session SET token_hash = $1, stage = $2, pending_totp_secret_enc = NULL, last_seen_at = $3 WHERE token_hash = $4")
         .bind(crate::token_digest(&token))
         .bind(stage.as_str())
         .bind(tx.now_ms())
@@ -212,7 +212,7 @@ pub async fn advance(tx: &mut WriteTx, old_hash: &str, stage: Stage) -> StoreRes
 /// Keeps a TOTP secret being enrolled, sealed, with the session until the user confirms a code.
 pub async fn set_pending_totp(db: &Db, token_hash: &str, secret_b32: &str) -> StoreResult<()> {
     let sealed = crate::users::seal_totp(db, secret_b32)?;
-    sqlx::query("UPDATE session SET pending_totp_secret_enc = $1 WHERE token_hash = $2")
+    sqlx::query("UPDATE user_session SET pending_totp_secret_enc = $1 WHERE token_hash = $2")
         .bind(sealed)
         .bind(token_hash.to_string())
         .execute(&db.pool)
@@ -226,7 +226,7 @@ pub fn pending_totp_secret(db: &Db, session: &Session) -> StoreResult<Option<Str
 
 /// Remembers which contract the user is working in (the contract switcher).
 pub async fn set_active_contract(db: &Db, token_hash: &str, contract_id: Option<i64>) -> StoreResult<()> {
-    sqlx::query("UPDATE session SET active_contract_id = $1 WHERE token_hash = $2")
+    sqlx::query("UPDATE user_session SET active_contract_id = $1 WHERE token_hash = $2")
         .bind(contract_id)
         .bind(token_hash.to_string())
         .execute(&db.pool)
@@ -237,7 +237,7 @@ pub async fn set_active_contract(db: &Db, token_hash: &str, contract_id: Option<
 /// Logout.
 pub async fn end(db: &Db, session: &Session, source_ip: &str, now_ms: i64) -> StoreResult<()> {
     let mut tx = db.begin_write(now_ms).await?;
-    sqlx::query("DELETE FROM session WHERE token_hash = $1")
+    sqlx::query("DELETE FROM user_session WHERE token_hash = $1")
         .bind(session.token_hash.clone())
         .execute(tx.conn())
         .await?;
@@ -247,7 +247,7 @@ pub async fn end(db: &Db, session: &Session, source_ip: &str, now_ms: i64) -> St
 
 /// Ends every session of a user except (optionally) the one making the change.
 pub(crate) async fn end_other_sessions(tx: &mut WriteTx, user_id: i64, keep_hash: Option<&str>) -> StoreResult<()> {
-    sqlx::query("DELETE FROM session WHERE user_id = $1 AND token_hash <> $2")
+    sqlx::query("DELETE FROM user_session WHERE user_id = $1 AND token_hash <> $2")
         .bind(user_id)
         .bind(keep_hash.unwrap_or("").to_string())
         .execute(tx.conn())

@@ -12,7 +12,7 @@
 #[macro_export]
 macro_rules! view {
     ($($key:ident $(=> $value:expr)?),* $(,)?) => {
-        minijinja::Value::from_iter([
+        minijinja::Value::from_pairs([
             $( (stringify!($key), minijinja::Value::from(minijinja::value::Serde($crate::view!(@value $key $(, $value)?)))) ),*
         ])
     };

@@ -62,7 +62,7 @@ CREATE TABLE site (
     UNIQUE (contract_id, name)
 );
 
-CREATE TABLE session (
+CREATE TABLE user_session (
     token_hash TEXT PRIMARY KEY,
     user_id BIGINT NOT NULL REFERENCES app_user(id),
     stage TEXT NOT NULL,
@@ -75,7 +75,7 @@ CREATE TABLE session (
     last_seen_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );
-CREATE INDEX session_user ON session(user_id);
+CREATE INDEX user_session_by_user ON user_session(user_id);
 
 CREATE TABLE api_token (
     id INTEGER PRIMARY KEY,

@@ -203,7 +203,7 @@ mod tests {
     fn csv_neutralises_formulas_and_quotes() {
         assert_eq!(super::csv_cell("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
         assert_eq!(super::csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(super::csv_cell("say \"hi\""), "say \"hi\"");
+        assert_eq!(super::csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(super::csv_cell("x\"y,z"), "\"x\"\"y,z\"");
         assert_eq!(super::day_start_ms("2026-01-01"), Some(1_767_196_800_000));
     }

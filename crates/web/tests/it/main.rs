@@ -1,0 +1,12 @@
+//! HTTP-level tests: each starts the real server on port 0 over a fresh database and runs on both
+//! SQLite and PostgreSQL (see `harness`).
+
+mod harness;
+
+mod access;
+mod audit;
+mod auth;
+mod bad_input;
+mod ops;
+mod storage;
+mod tls;
