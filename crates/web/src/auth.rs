@@ -145,7 +145,8 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         // A request without any session or pre-login cookie has nothing to forge: it is rejected
         // later as unauthenticated (API) or treated as a login without the form (pages).
         let nothing_to_protect = expected.is_none() && !matches!(authn, Authn::Session(_));
-        if !ok && !(nothing_to_protect && parts.uri.path().starts_with("/api/")) {
+        let unauthenticated_api = nothing_to_protect && parts.uri.path().starts_with("/api/");
+        if !ok && !unauthenticated_api {
             return AppError::csrf().into_response();
         }
         req = Request::from_parts(parts, Body::from(bytes));
@@ -179,10 +180,8 @@ fn presented_csrf(parts: &Parts, body: &[u8]) -> Option<String> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if is_form {
-        if let Some(v) = form_field(body, "_csrf") {
-            return Some(v);
-        }
+    if is_form && let Some(v) = form_field(body, "_csrf") {
+        return Some(v);
     }
     parts.uri.query().and_then(|q| form_field(q.as_bytes(), "_csrf"))
 }

@@ -60,13 +60,24 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     /// Defaults → file (the given one, or `./yunwei.toml` when present) → environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
             None => fig = fig.merge(Toml::file("yunwei.toml")),
         }
-        fig.merge(Env::prefixed("YUNWEI_")).extract()
+        // Only this struct's keys: other YUNWEI_* variables (YUNWEI_LOG, test settings) are not config.
+        let keys = [
+            "listen",
+            "data_dir",
+            "database_url",
+            "tls_cert",
+            "tls_key",
+            "behind_tls_proxy",
+            "secret_key",
+            "log_format",
+        ];
+        fig.merge(Env::prefixed("YUNWEI_").only(&keys)).extract().map_err(Box::new)
     }
 
     pub fn database_url(&self) -> String {

@@ -261,6 +261,8 @@ async fn serve(config: Config, demo: bool) -> Result<i32> {
     }
     let demo_users = if demo { demo::load(&db, now).await? } else { Vec::new() };
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    // Installed before we announce ourselves, so a SIGTERM right after start is a clean stop too.
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     if !first_start.is_empty() || !demo_users.is_empty() {
@@ -278,28 +280,17 @@ async fn serve(config: Config, demo: bool) -> Result<i32> {
         yunwei_web::WebConfig { tls: tls.is_some(), behind_tls_proxy: config.behind_tls_proxy },
     );
     let options = yunwei_web::ServeOptions { tls, grace: Duration::from_secs(30) };
-    yunwei_web::serve(listener, state, options, shutdown_signal()).await?;
+    yunwei_web::serve(listener, state, options, shutdown_signal(term)).await?;
     db.close().await;
     tracing::info!("stopped");
     Ok(0)
 }
 
 /// SIGTERM (service managers) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+async fn shutdown_signal(mut term: tokio::signal::unix::Signal) {
     tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
     }
     tracing::info!("shutdown requested: finishing in-flight requests");
 }

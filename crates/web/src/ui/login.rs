@@ -45,10 +45,10 @@ async fn login_page(
     authn: axum::Extension<Authn>,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, AppError> {
-    if let Authn::Session(s) = &authn.0 {
-        if s.stage == Stage::Full {
-            return Ok(Redirect::to("/").into_response());
-        }
+    if let Authn::Session(s) = &authn.0
+        && s.stage == Stage::Full
+    {
+        return Ok(Redirect::to("/").into_response());
     }
     let error = match q.ended.as_deref() {
         Some("idle") => Some(t(ctx.lang, "login.ended_idle")),
@@ -81,10 +81,8 @@ fn render_login(
     };
     let html = render(state, "login.html", ctx.lang, &bare_page(), crate::view! { csrf, error, login })?;
     let mut resp = (status, html).into_response();
-    if let Some(c) = set {
-        if let Ok(v) = c.parse() {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
+    if let Some(Ok(v)) = set.map(|c| c.parse()) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(resp)
 }
@@ -177,10 +175,8 @@ fn with_session_cookie(redirect: Redirect, token: &str, ctx: &RequestCtx, clear_
     if let Ok(v) = set_cookie(SESSION_COOKIE, token, ctx, None).parse() {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
-    if clear_pre {
-        if let Ok(v) = clear_cookie(PRE_COOKIE, ctx).parse() {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
+    if clear_pre && let Ok(v) = clear_cookie(PRE_COOKIE, ctx).parse() {
+        resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
 }
@@ -239,7 +235,10 @@ async fn advance(state: &AppState, s: &AnySession, stage: Stage, action: &str) -
 }
 
 async fn enrol_page(State(state): State<AppState>, s: AnySession) -> Result<Response, AppError> {
-    if s.session.stage != Stage::TotpEnrolment && !(s.session.stage == Stage::Full && !s.session.user.totp_enrolled) {
+    // Required enrolment, or a user who chose to add a second factor.
+    let may_enrol =
+        s.session.stage == Stage::TotpEnrolment || (s.session.stage == Stage::Full && !s.session.user.totp_enrolled);
+    if !may_enrol {
         return Ok(stage_redirect(s.session.stage).into_response());
     }
     let secret = match sessions::pending_totp_secret(&state.db, &s.session)? {

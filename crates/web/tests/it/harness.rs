@@ -355,10 +355,11 @@ impl Browser {
     pub async fn api(&mut self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Resp {
         let write = method != reqwest::Method::GET;
         let mut rb = self.request(method, path);
-        if write && self.bearer.is_none() {
-            if let Some(t) = &self.csrf {
-                rb = rb.header("x-csrf-token", t.clone());
-            }
+        if write
+            && self.bearer.is_none()
+            && let Some(t) = &self.csrf
+        {
+            rb = rb.header("x-csrf-token", t.clone());
         }
         if let Some(b) = body {
             rb = rb.header("content-type", "application/json").body(b.to_string());

@@ -1,0 +1,148 @@
+//! The binary as an operator uses it: first start, demo, refusal of plain HTTP on the network,
+//! console user management, backup/restore and audit verification, graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_yunwei"));
+    c.env_remove("YUNWEI_DATABASE_URL").env("YUNWEI_LOG", "warn");
+    c
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let d = std::env::temp_dir().join(format!("yunwei-cli-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Starts `yunwei serve` on a free port and returns the child, its base URL and its stdout lines.
+fn start(data: &Path, extra: &[&str]) -> (Child, String, Vec<String>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = bin()
+        .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
+            panic!("server did not start: {lines:?}");
+        }
+        let done = line.contains("listening on");
+        lines.push(line.trim_end().to_string());
+        if done {
+            break;
+        }
+    }
+    (child, format!("http://127.0.0.1:{port}"), lines)
+}
+
+fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn stop(mut child: Child) -> std::process::ExitStatus {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn first_start_demo_and_graceful_stop() {
+    let data = temp_dir("demo");
+    let (child, base, lines) = start(&data, &["--demo"]);
+    let text = lines.join("\n");
+    for login in ["sysadmin", "secadmin", "auditadmin", "eng.wang", "client.liu"] {
+        assert!(text.contains(login), "{login} missing from first-start output:\n{text}");
+    }
+    // One-time passwords are generated, never a fixed default.
+    let pw_line = lines.iter().find(|l| l.trim_start().starts_with("sysadmin")).unwrap();
+    let pw = pw_line.split_whitespace().nth(1).unwrap();
+    assert_eq!(pw.len(), 16);
+    assert!(http_get(&base, "/healthz").ends_with("ok"));
+    assert!(http_get(&base, "/login").contains("运维台"));
+    assert!(stop(child).success(), "SIGTERM is a clean exit");
+    // The secret key file is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("secret.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "secret.key must not be readable by others");
+    // Second start: nothing new to print, the other password is unchanged.
+    let (child, _, lines) = start(&data, &["--demo"]);
+    assert!(!lines.join("\n").contains("sysadmin"), "{lines:?}");
+    assert!(stop(child).success());
+    let _ = std::fs::remove_dir_all(data);
+}
+
+#[test]
+fn plain_http_on_a_network_address_is_refused() {
+    let data = temp_dir("refuse");
+    let out = bin().args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", "0.0.0.0:0"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to serve plain HTTP") && err.contains("明文"), "{err}");
+    let _ = std::fs::remove_dir_all(data);
+}
+
+#[test]
+fn console_users_backup_restore_and_audit_verify() {
+    let data = temp_dir("backup");
+    let d = data.to_str().unwrap();
+    let out =
+        bin().args(["--data-dir", d, "user", "add", "--login", "ops.zhang", "--name", "张运维"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("one-time password"));
+    let dup = bin().args(["--data-dir", d, "user", "add", "--login", "ops.zhang", "--name", "x"]).output().unwrap();
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("登录名已存在"));
+    let out = bin().args(["--data-dir", d, "user", "reset-password", "--login", "ops.zhang"]).output().unwrap();
+    assert!(out.status.success());
+
+    let verify = bin().args(["--data-dir", d, "audit", "verify"]).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+
+    let backup = data.join("snap.db");
+    let out = bin().args(["--data-dir", d, "backup", backup.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A second backup to the same name is refused rather than overwriting.
+    assert!(!bin().args(["--data-dir", d, "backup", backup.to_str().unwrap()]).output().unwrap().status.success());
+
+    // Change something after the backup, then restore: the change is gone.
+    let out =
+        bin().args(["--data-dir", d, "user", "add", "--login", "after.backup", "--name", "后来者"]).output().unwrap();
+    assert!(out.status.success());
+    let out = bin().args(["--data-dir", d, "restore", backup.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again =
+        bin().args(["--data-dir", d, "user", "add", "--login", "after.backup", "--name", "后来者"]).output().unwrap();
+    assert!(again.status.success(), "the account created after the backup must be gone after restore");
+    assert!(bin().args(["--data-dir", d, "audit", "verify"]).output().unwrap().status.success());
+
+    // A file that is not a yunwei backup is refused and the database is left as it was.
+    let junk = data.join("junk.db");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let out = bin().args(["--data-dir", d, "restore", junk.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(bin().args(["--data-dir", d, "audit", "verify"]).output().unwrap().status.success());
+    let _ = std::fs::remove_dir_all(data);
+}
