@@ -290,3 +290,18 @@ mod tests {
         assert_eq!(ContractRole::parse("root"), None);
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    #[test]
+    fn architecture_md_shows_the_matrix_in_force() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ARCHITECTURE.md")).unwrap();
+        let start = doc.find("<!-- permission-table:start -->\n").unwrap() + "<!-- permission-table:start -->\n".len();
+        let end = doc.find("<!-- permission-table:end -->").unwrap();
+        assert_eq!(
+            doc[start..end].trim(),
+            super::permission_table_markdown().trim(),
+            "ARCHITECTURE.md is out of date: cargo run -q -p yunwei-core --example permission_table"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+fn main() { print!("{}", yunwei_core::authz::permission_table_markdown()); }
