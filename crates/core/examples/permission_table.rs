@@ -1,1 +1,3 @@
-fn main() { print!("{}", yunwei_core::authz::permission_table_markdown()); }
+fn main() {
+    print!("{}", yunwei_core::authz::permission_table_markdown());
+}

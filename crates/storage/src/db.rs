@@ -77,6 +77,9 @@ pub struct Db {
     pub(crate) pool: AnyPool,
     backend: Backend,
     pub(crate) secrets: Arc<SecretBox>,
+    /// The security policy is read on every request; it changes rarely. Cached for a few seconds
+    /// (another node's change takes effect here within that time; this node's at once).
+    pub(crate) policy_cache: Arc<std::sync::Mutex<Option<(std::time::Instant, yunwei_core::password::SecurityPolicy)>>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -114,7 +117,7 @@ impl Db {
             pool_options
         };
         let pool = pool_options.connect_with(options).await?;
-        let db = Db { pool, backend, secrets: Arc::new(secrets) };
+        let db = Db { pool, backend, secrets: Arc::new(secrets), policy_cache: Arc::default() };
         db.migrate().await?;
         Ok(db)
     }

@@ -47,6 +47,35 @@ impl Clock {
     }
 }
 
+/// argon2id runs on the blocking pool: at ~20–50 ms of CPU per hash it would otherwise stall every
+/// other request scheduled on the same async worker.
+pub(crate) mod kdf {
+    use crate::error::{StoreError, StoreResult};
+
+    pub async fn hash(password: &str) -> StoreResult<String> {
+        let pw = password.to_string();
+        tokio::task::spawn_blocking(move || yunwei_core::password::hash_password(&pw))
+            .await
+            .map_err(|_| StoreError::Crypto("hashing task failed"))?
+            .map_err(|_| StoreError::Crypto("hash"))
+    }
+
+    /// A real argon2id hash of a random string, used to equalise timing for unknown logins.
+    static DUMMY_HASH: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| yunwei_core::password::hash_password(&crate::random_token(16)).unwrap_or_default());
+
+    /// Spends the time of one verification, so that unknown logins answer as slowly as known ones.
+    pub async fn verify_against_dummy(password: &str) {
+        let pw = password.to_string();
+        let _ = tokio::task::spawn_blocking(move || yunwei_core::password::verify_password(&pw, &DUMMY_HASH)).await;
+    }
+
+    pub async fn verify(password: &str, phc: &str) -> bool {
+        let (pw, phc) = (password.to_string(), phc.to_string());
+        tokio::task::spawn_blocking(move || yunwei_core::password::verify_password(&pw, &phc)).await.unwrap_or(false)
+    }
+}
+
 /// Random bytes from the operating system, hex-encoded.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

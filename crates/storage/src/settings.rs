@@ -11,8 +11,24 @@ use crate::principal::AdminScope;
 
 const POLICY_KEY: &str = "security_policy";
 
+const POLICY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The policy in force: the stored one, or the defaults when none was saved.
 pub async fn security_policy(db: &Db) -> StoreResult<SecurityPolicy> {
+    if let Ok(cache) = db.policy_cache.lock()
+        && let Some((at, policy)) = cache.as_ref()
+        && at.elapsed() < POLICY_CACHE_TTL
+    {
+        return Ok(policy.clone());
+    }
+    let policy = load_policy(db).await?;
+    if let Ok(mut cache) = db.policy_cache.lock() {
+        *cache = Some((std::time::Instant::now(), policy.clone()));
+    }
+    Ok(policy)
+}
+
+async fn load_policy(db: &Db) -> StoreResult<SecurityPolicy> {
     let row = sqlx::query("SELECT value FROM setting WHERE key = $1").bind(POLICY_KEY).fetch_optional(&db.pool).await?;
     match row {
         Some(row) => {
@@ -28,7 +44,7 @@ pub async fn security_policy(db: &Db) -> StoreResult<SecurityPolicy> {
 pub async fn set_security_policy(db: &Db, scope: &AdminScope, policy: &SecurityPolicy, now_ms: i64) -> StoreResult<()> {
     scope.expect(AdminPermission::PolicyManage)?;
     policy.validate().map_err(|m| StoreError::invalid("policy", m))?;
-    let before = security_policy(db).await?;
+    let before = load_policy(db).await?;
     let value = serde_json::to_string(policy).map_err(|e| StoreError::Schema(e.to_string()))?;
     let mut tx = db.begin_write(now_ms).await?;
     sqlx::query(
@@ -46,5 +62,9 @@ pub async fn set_security_policy(db: &Db, scope: &AdminScope, policy: &SecurityP
             .detail(format!("before={before} after={value}")),
     )
     .await?;
-    tx.commit().await
+    tx.commit().await?;
+    if let Ok(mut cache) = db.policy_cache.lock() {
+        *cache = Some((std::time::Instant::now(), policy.clone()));
+    }
+    Ok(())
 }

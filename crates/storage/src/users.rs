@@ -122,7 +122,7 @@ pub async fn create(
     if let Some(v) = password::check_password(&policy, &login, initial_password).first() {
         return Err(StoreError::invalid("password", v.message()));
     }
-    let hash = password::hash_password(initial_password).map_err(|_| StoreError::Crypto("hash"))?;
+    let hash = crate::kdf::hash(initial_password).await?;
     let mut tx = db.begin_write(now_ms).await?;
     let row = sqlx::query(
         "INSERT INTO app_user (login, display_name, email, password_hash, password_changed_at, must_change_password, created_at) \
@@ -176,7 +176,7 @@ pub async fn password_login(db: &Db, login: &str, pw: &str, source_ip: &str, now
     };
     let Some(user) = user else {
         // Spend the same time as a real check so that response times do not reveal which logins exist.
-        let _ = password::verify_password(pw, &DUMMY_HASH);
+        crate::kdf::verify_against_dummy(pw).await;
         db.audit_event(
             now_ms,
             AuditEntry::new(&actor, "auth.login", "user:?").result(AuditResult::Failed).detail("unknown login"),
@@ -206,7 +206,7 @@ pub async fn password_login(db: &Db, login: &str, pw: &str, source_ip: &str, now
         .fetch_one(&db.pool)
         .await?
         .try_get("password_hash")?;
-    let ok = password::verify_password(pw, &stored);
+    let ok = crate::kdf::verify(pw, &stored).await;
     let mut tx = db.begin_write(now_ms).await?;
     if ok {
         sqlx::query("UPDATE app_user SET failed_logins = 0, locked_until = 0, last_login_at = $1 WHERE id = $2")
@@ -250,10 +250,6 @@ pub async fn password_login(db: &Db, login: &str, pw: &str, source_ip: &str, now
     Ok(outcome)
 }
 
-/// A real argon2id hash of a random string, used to equalise timing for unknown logins.
-static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| password::hash_password(&crate::random_token(16)).unwrap_or_default());
-
 /// Changes one's own password: the current one must be given, the new one must meet the policy
 /// and must not be one of the last `reuse_history` passwords. Other sessions of the user end.
 pub async fn change_own_password(
@@ -272,7 +268,7 @@ pub async fn change_own_password(
         .fetch_one(&db.pool)
         .await?
         .try_get("password_hash")?;
-    if !password::verify_password(current, &stored) {
+    if !crate::kdf::verify(current, &stored).await {
         db.audit_event(
             now_ms,
             AuditEntry::new(actor, "user.password_change", format!("user:{user_id}"))
@@ -297,14 +293,14 @@ pub async fn change_own_password(
     .await?;
     for row in &history {
         let old: String = row.try_get("password_hash")?;
-        if password::verify_password(new_password, &old) {
+        if crate::kdf::verify(new_password, &old).await {
             return Err(StoreError::invalid(
                 "new_password",
                 Msg::new("不能重复使用最近用过的密码", "You cannot reuse one of your recent passwords"),
             ));
         }
     }
-    let hash = password::hash_password(new_password).map_err(|_| StoreError::Crypto("hash"))?;
+    let hash = crate::kdf::hash(new_password).await?;
     let mut tx = db.begin_write(now_ms).await?;
     sqlx::query(
         "UPDATE app_user SET password_hash = $1, password_changed_at = $2, must_change_password = 0 WHERE id = $3",
@@ -334,7 +330,7 @@ pub async fn reset_password(
     if let Some(v) = password::check_password(&policy, &user.login, initial_password).first() {
         return Err(StoreError::invalid("password", v.message()));
     }
-    let hash = password::hash_password(initial_password).map_err(|_| StoreError::Crypto("hash"))?;
+    let hash = crate::kdf::hash(initial_password).await?;
     let mut tx = db.begin_write(now_ms).await?;
     sqlx::query(
         "UPDATE app_user SET password_hash = $1, password_changed_at = $2, must_change_password = 1, \
@@ -547,7 +543,7 @@ pub async fn ensure_admin(
         return Ok(None);
     }
     let pw = password::generate_initial_password();
-    let hash = password::hash_password(&pw).map_err(|_| StoreError::Crypto("hash"))?;
+    let hash = crate::kdf::hash(&pw).await?;
     let actor = Actor { user_id: None, name: "system".into(), source_ip: "startup".into() };
     let mut tx = db.begin_write(now_ms).await?;
     let id: i64 = sqlx::query(

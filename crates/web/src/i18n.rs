@@ -70,6 +70,7 @@ const CATALOG: &[(&str, &str, &str)] = &[
         "Scan the QR code with an authenticator app, or type the key, then enter the code it shows.",
     ),
     ("enrol.secret", "密钥", "Key"),
+    ("enrol.optional", "您的账号尚未启用双因素认证。", "Your account does not use two-factor authentication yet."),
     ("password.title", "修改密码", "Change password"),
     (
         "password.must",

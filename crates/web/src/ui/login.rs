@@ -319,7 +319,13 @@ async fn render_password(
         "password.html",
         s.ctx.lang,
         &page,
-        crate::view! { csrf => s.session.csrf_token.clone(), forced, error, rules => password_rules(s.ctx.lang, policy.min_length) },
+        crate::view! {
+            csrf => s.session.csrf_token.clone(),
+            forced,
+            error,
+            rules => password_rules(s.ctx.lang, policy.min_length),
+            totp_enrolled => s.session.user.totp_enrolled,
+        },
     )?;
     Ok((status, html).into_response())
 }

@@ -298,3 +298,65 @@ async fn plain_http_password_login_from_remote_is_refused() {
     assert!(cookie.contains("Secure"), "{cookie}");
     assert!(r.headers.get("strict-transport-security").is_some());
 }
+
+async fn security_admin_policy_takes_effect(s: TestServer) {
+    let cid = s.contract("A").await;
+    s.member("zhang", cid, ContractRole::Engineer).await;
+    let (_, secret) = s.admin("sec", AdminRole::SecurityAdmin).await;
+    let mut admin = s.login_admin("sec", &secret).await;
+    admin.get("/admin/policy").await;
+    let mut form = vec![
+        ("min_length", "10"),
+        ("expiry_days", "90"),
+        ("reuse_history", "5"),
+        ("lockout_threshold", "3"),
+        ("lockout_minutes", "10"),
+        ("idle_timeout_minutes", "15"),
+        ("absolute_lifetime_hours", "8"),
+    ];
+    // Weakening below 等保 bounds is refused with a message, and nothing changes.
+    let mut weak = form.clone();
+    weak[0] = ("min_length", "4");
+    let r = admin.post_form("/admin/policy", &weak).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("8 到 128"));
+    form.push(("totp_required_for_all", "true"));
+    let r = admin.post_form("/admin/policy", &form).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("安全策略已保存"));
+    // Three failures now lock.
+    let mut b = s.client();
+    for _ in 0..3 {
+        b.login("zhang", "Wrong#Pass123").await;
+    }
+    assert!(b.login("zhang", PASSWORD).await.body.contains("账号已锁定"));
+    // Lockout lasts 10 minutes; afterwards everyone must enrol a second factor.
+    s.state.clock.advance_ms(11 * 60_000);
+    let r = b.login("zhang", PASSWORD).await;
+    assert_eq!(r.location(), "/login/enrol");
+    // The change is audited with before and after values.
+    let (_, asec) = s.admin("aud", AdminRole::AuditAdmin).await;
+    let mut aud = s.login_admin("aud", &asec).await;
+    let log = aud.api(reqwest::Method::GET, "/api/v1/audit?action_prefix=policy.", None).await.json();
+    let detail = log["items"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("\"lockout_threshold\":5") && detail.contains("\"lockout_threshold\":3"), "{detail}");
+}
+both_engines!(security_admin_policy_takes_effect);
+
+async fn users_may_add_a_second_factor(s: TestServer) {
+    let cid = s.contract("A").await;
+    let id = s.member("eng", cid, ContractRole::Engineer).await;
+    let mut b = s.login("eng").await;
+    let page = b.get("/password").await;
+    assert!(page.body.contains("/login/enrol"), "the optional enrolment is offered");
+    let page = b.get("/login/enrol").await;
+    let start = page.body.find("class=\"secret\">").unwrap() + 15;
+    let secret = page.body[start..start + page.body[start..].find('<').unwrap()].to_string();
+    let code = yunwei_core::totp::code_at(&secret, (s.now() / 1000) as u64).unwrap();
+    assert_eq!(b.post_form("/login/enrol", &[("code", &code)]).await.location(), "/");
+    assert!(yunwei_storage::users::get(&s.state.db, id).await.unwrap().totp_enrolled);
+    // From now on the second factor is asked for at login.
+    let mut c = s.client();
+    assert_eq!(c.login("eng", PASSWORD).await.location(), "/login/totp");
+}
+both_engines!(users_may_add_a_second_factor);
