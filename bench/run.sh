@@ -3,11 +3,14 @@
 # concurrency, on SQLite and PostgreSQL, plus the idle server's resident memory.
 #
 #   bench/run.sh [runs]        # default 5 runs per figure; prints JSON lines and a summary
+#   ENGINES=sqlite KINDS=get bench/run.sh 1   # a quick subset
 #
 # Needs: a release build (done here), curl, and for PostgreSQL psql + a server on 127.0.0.1:5432.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-5}"
+ENGINES="${ENGINES:-sqlite postgres}"
+KINDS="${KINDS:-get login}"
 export YUNWEI_LOG=warn
 cargo build --release -q -p yunwei -p yunwei-bench
 TARGET="${CARGO_TARGET_DIR:-target}/release"
@@ -38,25 +41,29 @@ run_engine() {
     --data-urlencode "confirm_password=$NEWPW" --data-urlencode "_csrf=$(csrf_of "$data/pw.html")" "$base/password"
   local session; session=$(awk '$6=="yw_session"{print $7}' "$jar")
   local cid; cid=$(curl -s -H "Cookie: yw_session=$session" "$base/api/v1/contracts" | grep -o '"id":[0-9]*' | head -1 | cut -d: -f2)
-  sleep 2
+  # The allocator returns freed memory to the system after a few seconds: measure a settled server.
+  sleep 15
   local rss_idle; rss_idle=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
   echo "{\"kind\":\"idle_rss_kb\",\"engine\":\"$engine\",\"value\":$rss_idle}"
-  for i in $(seq 1 "$RUNS"); do
+  case " $KINDS " in *" get "*) ;; *) RUNS_GET=0 ;; esac
+  for i in $(seq 1 "${RUNS_GET:-$RUNS}"); do
     "$BENCH" get --url "$base/api/v1/contracts/$cid/sites" --header "Cookie: yw_session=$session" \
       --concurrency 16 --duration-secs 10 --warmup-secs 2 | tail -1 | sed "s/^{/{\"engine\":\"$engine\",\"run\":$i,/"
   done
-  for i in $(seq 1 "$RUNS"); do
+  case " $KINDS " in *" login "*) ;; *) RUNS_LOGIN=0 ;; esac
+  for i in $(seq 1 "${RUNS_LOGIN:-$RUNS}"); do
     "$BENCH" login --url "$base" --login eng.wang --password "$NEWPW" --concurrency 4 --duration-secs 10 --warmup-secs 1 \
       | tail -1 | sed "s/^{/{\"engine\":\"$engine\",\"run\":$i,/"
   done
-  sleep 2
+  sleep 15
   local rss_after; rss_after=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
   echo "{\"kind\":\"rss_after_load_kb\",\"engine\":\"$engine\",\"value\":$rss_after}"
   kill -TERM "$pid"; wait "$pid" || true
 }
 
 {
-  run_engine sqlite 18480 ""
+  case " $ENGINES " in *" sqlite "*) run_engine sqlite 18480 "" ;; esac
+  case " $ENGINES " in *" postgres "*) ;; *) exit 0 ;; esac
   if pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS yw_bench WITH (FORCE)" -c "CREATE DATABASE yw_bench" postgres
     run_engine postgres 18481 "postgres://postgres@127.0.0.1:5432/yw_bench"

@@ -38,6 +38,10 @@ impl Backend {
     }
 }
 
+fn cores() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2)
+}
+
 /// The URL with any password replaced, for logs and error messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -96,7 +100,7 @@ impl Db {
         let options: AnyConnectOptions = url.parse().map_err(StoreError::Database)?;
         let pool_options =
             AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).max_connections(match backend {
-                Backend::Sqlite => 8,
+                Backend::Sqlite => 4,
                 Backend::Postgres => 16,
             });
         let pool_options = if backend == Backend::Sqlite {
