@@ -100,7 +100,9 @@ impl Db {
         let options: AnyConnectOptions = url.parse().map_err(StoreError::Database)?;
         let pool_options =
             AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10)).max_connections(match backend {
-                Backend::Sqlite => 4,
+                // One writer at a time and CPU-bound reads: more connections than about twice the
+                // cores only add contention (BENCHMARKS.md: 16 was slower than 4 on 2 cores).
+                Backend::Sqlite => cores().saturating_mul(2).clamp(4, 16),
                 Backend::Postgres => 16,
             });
         let pool_options = if backend == Backend::Sqlite {

@@ -1,6 +1,7 @@
 //! Who is acting, and the scopes that prove what they may touch.
 
-use sqlx::Row;
+use std::sync::Arc;
+
 use yunwei_core::authz::{AdminPermission, AdminRole, ContractPermission, ContractRole};
 
 use crate::db::Db;
@@ -16,8 +17,17 @@ pub struct Actor {
 
 #[derive(Debug, Clone)]
 enum Kind {
-    User { user_id: i64, admin_role: Option<AdminRole> },
-    Token { contract_id: i64, role: ContractRole },
+    /// `memberships` is read together with the session, in the same query, so that a contract
+    /// scope costs no further round trip; it is as fresh as the request.
+    User {
+        user_id: i64,
+        admin_role: Option<AdminRole>,
+        memberships: Arc<[(i64, ContractRole)]>,
+    },
+    Token {
+        contract_id: i64,
+        role: ContractRole,
+    },
     LocalOperator,
 }
 
@@ -30,9 +40,15 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub(crate) fn user(user_id: i64, login: String, admin_role: Option<AdminRole>, source_ip: String) -> Self {
+    pub(crate) fn user(
+        user_id: i64,
+        login: String,
+        admin_role: Option<AdminRole>,
+        memberships: Arc<[(i64, ContractRole)]>,
+        source_ip: String,
+    ) -> Self {
         Principal {
-            kind: Kind::User { user_id, admin_role },
+            kind: Kind::User { user_id, admin_role, memberships },
             actor: Actor { user_id: Some(user_id), name: login, source_ip },
         }
     }
@@ -88,18 +104,8 @@ impl Principal {
     /// learns nothing, not even that the contract exists.
     pub async fn contract_scope(&self, db: &Db, contract_id: i64) -> StoreResult<ContractScope> {
         let role = match &self.kind {
-            Kind::User { user_id, .. } => {
-                let row = sqlx::query(
-                    "SELECT m.role FROM membership m JOIN contract c ON c.id = m.contract_id \
-                     WHERE m.contract_id = $1 AND m.user_id = $2",
-                )
-                .bind(contract_id)
-                .bind(*user_id)
-                .fetch_optional(&db.pool)
-                .await?
-                .ok_or(StoreError::NotFound)?;
-                let role: String = row.try_get("role")?;
-                ContractRole::parse(&role).ok_or(StoreError::NotFound)?
+            Kind::User { memberships, .. } => {
+                memberships.iter().find(|(c, _)| *c == contract_id).map(|(_, r)| *r).ok_or(StoreError::NotFound)?
             }
             Kind::Token { contract_id: c, role } if *c == contract_id => *role,
             Kind::Token { .. } => return Err(StoreError::NotFound),

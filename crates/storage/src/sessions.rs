@@ -68,11 +68,19 @@ pub struct Session {
     pub last_seen_at: i64,
     pub expires_at: i64,
     pub user: User,
+    /// The user's contract roles, read with the session.
+    pub memberships: std::sync::Arc<[(i64, yunwei_core::authz::ContractRole)]>,
 }
 
 impl Session {
     pub fn principal(&self, source_ip: &str) -> Principal {
-        Principal::user(self.user.id, self.user.login.clone(), self.user.admin_role, source_ip.to_string())
+        Principal::user(
+            self.user.id,
+            self.user.login.clone(),
+            self.user.admin_role,
+            self.memberships.clone(),
+            source_ip.to_string(),
+        )
     }
 
     pub fn actor(&self, source_ip: &str) -> Actor {
@@ -131,7 +139,18 @@ fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
         last_seen_at: row.try_get("last_seen_at")?,
         expires_at: row.try_get("expires_at")?,
         user: user_from_row(row)?,
+        memberships: parse_memberships(row.try_get::<Option<String>, _>("memberships")?.as_deref().unwrap_or("")),
     })
+}
+
+/// "12:engineer,15:project_manager" → [(12, Engineer), (15, ProjectManager)]
+fn parse_memberships(text: &str) -> std::sync::Arc<[(i64, yunwei_core::authz::ContractRole)]> {
+    text.split(',')
+        .filter_map(|item| {
+            let (cid, role) = item.split_once(':')?;
+            Some((cid.parse().ok()?, yunwei_core::authz::ContractRole::parse(role)?))
+        })
+        .collect()
 }
 
 /// Finds the session for a cookie value, enforcing the idle timeout and the absolute lifetime.
@@ -141,14 +160,22 @@ pub async fn lookup(db: &Db, token: &str, source_ip: &str, now_ms: i64) -> Store
         return Ok(Err(Lookup::Unknown));
     }
     let hash = crate::token_digest(token);
-    let row = sqlx::query(
-        "SELECT s.token_hash, s.stage, s.csrf_token, s.active_contract_id, s.pending_totp_secret_enc, \
-         s.created_at AS s_created_at, s.last_seen_at, s.expires_at, u.* \
-         FROM user_session s JOIN app_user u ON u.id = s.user_id WHERE s.token_hash = $1",
-    )
-    .bind(hash.clone())
-    .fetch_optional(&db.pool)
-    .await?;
+    // The user's memberships come in the same round trip, aggregated into one text column.
+    let sql = match db.backend() {
+        crate::Backend::Sqlite => {
+            "SELECT s.token_hash, s.stage, s.csrf_token, s.active_contract_id, s.pending_totp_secret_enc, \
+             s.created_at AS s_created_at, s.last_seen_at, s.expires_at, u.*, \
+             (SELECT group_concat(m.contract_id || ':' || m.role, ',') FROM membership m WHERE m.user_id = u.id) AS memberships \
+             FROM user_session s JOIN app_user u ON u.id = s.user_id WHERE s.token_hash = $1"
+        }
+        crate::Backend::Postgres => {
+            "SELECT s.token_hash, s.stage, s.csrf_token, s.active_contract_id, s.pending_totp_secret_enc, \
+             s.created_at AS s_created_at, s.last_seen_at, s.expires_at, u.*, \
+             (SELECT string_agg(m.contract_id || ':' || m.role, ',') FROM membership m WHERE m.user_id = u.id) AS memberships \
+             FROM user_session s JOIN app_user u ON u.id = s.user_id WHERE s.token_hash = $1"
+        }
+    };
+    let row = sqlx::query(sql).bind(hash.clone()).fetch_optional(&db.pool).await?;
     let Some(row) = row else { return Ok(Err(Lookup::Unknown)) };
     let session = session_from_row(&row)?;
     let policy = crate::settings::security_policy(db).await?;
