@@ -542,7 +542,7 @@ pub async fn ensure_admin(
     if exists > 0 {
         return Ok(None);
     }
-    let pw = password::generate_initial_password();
+    let pw = password::initial_password_for(login);
     let hash = crate::kdf::hash(&pw).await?;
     let actor = Actor { user_id: None, name: "system".into(), source_ip: "startup".into() };
     let mut tx = db.begin_write(now_ms).await?;

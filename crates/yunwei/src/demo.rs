@@ -41,7 +41,7 @@ pub async fn load(db: &Db, now_ms: i64) -> Result<Vec<(String, String)>, StoreEr
     let role_admin = operator.admin_scope(AdminPermission::RoleGrant)?;
     let mut passwords = Vec::new();
     for (login, name, role) in DEMO_USERS {
-        let pw = yunwei_core::password::generate_initial_password();
+        let pw = yunwei_core::password::initial_password_for(login);
         let new = users::NewUser { login: (*login).into(), display_name: (*name).into(), email: String::new() };
         let uid = users::create(db, &user_admin, new, &pw, now_ms).await?;
         contracts::grant(db, &role_admin, cid, uid, *role, now_ms).await?;

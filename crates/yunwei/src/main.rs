@@ -310,7 +310,7 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<i32> {
                 None | Some("") => None,
                 Some(r) => Some(AdminRole::parse(r).with_context(|| format!("unknown admin role {r}"))?),
             };
-            let pw = yunwei_core::password::generate_initial_password();
+            let pw = yunwei_core::password::initial_password_for(&login);
             let id = users::create(
                 &db,
                 &operator.admin_scope(AdminPermission::UserManage)?,
@@ -327,7 +327,7 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<i32> {
         }
         UserCommand::ResetPassword { login } => {
             let user = users::find_by_login(&db, &login).await?.with_context(|| format!("no account named {login}"))?;
-            let pw = yunwei_core::password::generate_initial_password();
+            let pw = yunwei_core::password::initial_password_for(&user.login);
             users::reset_password(&db, &operator.admin_scope(AdminPermission::UserManage)?, user.id, &pw, now).await?;
             println!("new one-time password for {login}: {pw}");
         }

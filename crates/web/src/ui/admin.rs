@@ -144,7 +144,7 @@ async fn create_user(
 ) -> Result<Response, AppError> {
     let s = scope(&ui, AdminPermission::UserManage)?;
     let pw = if form.initial_password.trim().is_empty() {
-        yunwei_core::password::generate_initial_password()
+        yunwei_core::password::initial_password_for(&form.login)
     } else {
         form.initial_password.clone()
     };
@@ -164,7 +164,7 @@ async fn create_user(
 
 async fn reset_password(State(state): State<AppState>, ui: UiUser, Path(id): Path<i64>) -> Result<Response, AppError> {
     let s = scope(&ui, AdminPermission::UserManage)?;
-    let pw = yunwei_core::password::generate_initial_password();
+    let pw = yunwei_core::password::initial_password_for(&users::get(&state.db, id).await?.login);
     users::reset_password(&state.db, &s, id, &pw, state.now_ms()).await?;
     let shown = Shown { secret: Some(pw), secret_label: t(ui.ctx.lang, "users.reset_done"), error: None };
     users_view(&state, &ui, shown, StatusCode::OK).await

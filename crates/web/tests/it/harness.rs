@@ -189,7 +189,7 @@ impl TestServer {
     /// An account whose password is [`PASSWORD`] and needs no change at next login.
     pub async fn user(&self, login: &str) -> i64 {
         let scope = self.operator().admin_scope(AdminPermission::UserManage).unwrap();
-        let initial = yunwei_core::password::generate_initial_password();
+        let initial = yunwei_core::password::initial_password_for(login);
         let new = users::NewUser { login: login.into(), display_name: format!("用户{login}"), email: String::new() };
         let id = users::create(&self.state.db, &scope, new, &initial, self.now()).await.unwrap();
         let actor = Actor { user_id: Some(id), name: login.into(), source_ip: "test".into() };
@@ -283,6 +283,12 @@ impl Browser {
     pub fn new(base: &str) -> Self {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Browser { base: base.to_string(), http, cookies: BTreeMap::new(), csrf: None, bearer: None }
+    }
+
+    /// A fresh connection pool: after the server refused a request body half-way it closes that
+    /// connection, and a pooled client could try to reuse it.
+    pub fn reconnect(&mut self) {
+        self.http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     }
 
     fn cookie_header(&self) -> Option<HeaderValue> {
