@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod authz;
+pub mod calendar;
 pub mod password;
 pub mod text;
 pub mod totp;
