@@ -7,6 +7,7 @@ pub mod audit;
 pub mod authz;
 pub mod calendar;
 pub mod password;
+pub mod sla;
 pub mod text;
 pub mod totp;
 
