@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod authz;
 pub mod calendar;
+pub mod contract;
 pub mod password;
 pub mod sla;
 pub mod text;

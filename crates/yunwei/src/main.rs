@@ -73,6 +73,18 @@ enum Command {
     Restore { file: PathBuf },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Contract files (TOML).
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContractCommand {
+    /// Check a contract file: every error with line, column and a hint (exit 1); otherwise a
+    /// summary of its levels and clocks in plain words.
+    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -226,9 +238,49 @@ async fn run(command: Command, mut config: Config) -> Result<i32> {
             Ok(0)
         }
         Command::Restore { file } => restore(&config, &file).await,
+        Command::Contract { command: ContractCommand::Check { file } } => contract_check(&file),
         Command::Migrate => {
             let db = open_db(&config).await?;
             println!("schema version {}", db.schema_version().await?);
+            Ok(0)
+        }
+    }
+}
+
+fn contract_check(file: &Path) -> Result<i32> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    match yunwei_core::contract::check(&bytes) {
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                println!("{}:{d}", file.display());
+            }
+            println!("{} problem(s) / {} 处问题", diagnostics.len(), diagnostics.len());
+            Ok(1)
+        }
+        Ok(c) => {
+            let h = &c.file.contract;
+            println!("{} {} ({} – {})", h.code.get_ref(), h.name, h.starts_on.get_ref(), h.ends_on.get_ref());
+            for level in &c.file.levels {
+                let name = level.name.get_ref();
+                let parts: Vec<String> = c
+                    .clocks
+                    .iter()
+                    .filter_map(|(rule, cal)| {
+                        let (zh, en) = yunwei_core::contract::human_duration(*rule.targets.get(name)?);
+                        let label = c
+                            .file
+                            .clocks
+                            .iter()
+                            .find(|d| d.name.get_ref() == &rule.name)
+                            .map(|d| d.description.clone())
+                            .filter(|d| !d.is_empty())
+                            .unwrap_or_else(|| rule.name.clone());
+                        Some(format!("{label} {zh} / {} {en} ({cal})", rule.name.replace('_', " ")))
+                    })
+                    .collect();
+                println!("  {name}: {}", parts.join("; "));
+            }
+            println!("ok / 检查通过");
             Ok(0)
         }
     }

@@ -146,3 +146,25 @@ fn console_users_backup_restore_and_audit_verify() {
     assert!(bin().args(["--data-dir", d, "audit", "verify"]).output().unwrap().status.success());
     let _ = std::fs::remove_dir_all(data);
 }
+
+#[test]
+fn contract_check_reports_positions_and_summarises() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/004-chengdu-dcm.toml");
+    let out = bin().args(["contract", "check", root.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("L2: 响应 10 分钟 / response 10 min (hotline); 解决 3 小时 / resolution 3 h"), "{stdout}");
+    let dir = temp_dir("contract");
+    let bad = dir.join("bad.toml");
+    let text = std::fs::read_to_string(&root).unwrap().replacen("resolution = \"2h\"", "resolution = \"soon\"", 1);
+    std::fs::write(&bad, &text).unwrap();
+    let out = bin().args(["contract", "check", bad.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    let line = text.lines().position(|l| l.contains("\"soon\"")).unwrap() + 1;
+    assert!(
+        stdout.contains(&format!("bad.toml:{line}:")) && stdout.contains("not a duration") && stdout.contains("hint:"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,547 @@
+//! The contract file: one TOML file describes one contract; this module parses it, checks it and
+//! turns its service calendars and SLA clocks into the engine's types.
+//!
+//! Every error carries the line and column it refers to and a hint, so that `yunwei contract check`
+//! can print `FILE:LINE:COL: message (hint)`. This first version covers the header, sites, calendars,
+//! clocks, levels with their targets and progress notifications, and the escalation matrix; the
+//! service catalog, staffing, assessment and money rules follow in the next format version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::calendar::{Calendar, Days, Season};
+use crate::sla::{ClockRule, EventKind};
+
+/// Files larger than this are refused before parsing (a contract is a few kilobytes).
+pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractFile {
+    pub format: Spanned<u32>,
+    pub contract: Header,
+    #[serde(default)]
+    pub sites: Vec<SiteDef>,
+    #[serde(default)]
+    pub calendars: BTreeMap<String, Spanned<CalendarDef>>,
+    #[serde(default)]
+    pub clocks: Vec<ClockDef>,
+    #[serde(default)]
+    pub levels: Vec<LevelDef>,
+    #[serde(default)]
+    pub escalation: Vec<EscalationStep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub code: Spanned<String>,
+    pub name: String,
+    pub client: String,
+    pub vendor: String,
+    pub starts_on: Spanned<String>,
+    pub ends_on: Spanned<String>,
+    #[serde(default)]
+    pub fee_yuan: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteDef {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarDef {
+    #[serde(default)]
+    pub description: String,
+    /// "all" or "working_days".
+    pub days: Spanned<String>,
+    #[serde(default)]
+    pub seasons: Vec<SeasonDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeasonDef {
+    /// "MM-DD"
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    /// "HH:MM-HH:MM", in order
+    pub hours: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockDef {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    pub calendar: Spanned<String>,
+    pub start: Spanned<String>,
+    pub stop: Spanned<String>,
+    #[serde(default)]
+    pub pausable: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelDef {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Clock name → target duration ("5m", "2h", "1w").
+    pub targets: BTreeMap<String, Spanned<String>>,
+    /// Progress report cadence to the client (SD4), e.g. "1h".
+    #[serde(default)]
+    pub progress_every: Option<Spanned<String>>,
+    /// Who is told at start and end (SD4), as free text roles or departments.
+    #[serde(default)]
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStep {
+    /// The incident class the step applies to (004 table 3.9: 重大, 严重, 一般, 轻微).
+    pub class: String,
+    /// Time since the ticket was created, e.g. "4h".
+    pub after: Spanned<String>,
+    /// A contract role: service_desk, engineer, backline_expert, project_manager.
+    pub to: Spanned<String>,
+}
+
+/// One problem in a contract file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub hint: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, " (hint: {})", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// Line and column (1-based, columns in characters) of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, col)
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    out: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>, hint: impl Into<String>) {
+        let (line, column) = position(self.text, span.start);
+        self.out.push(Diagnostic { line, column, message: message.into(), hint: hint.into() });
+    }
+}
+
+/// A duration such as "30m", "2h", "1h30m", "24h", "1w" or "0.5h" in milliseconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let ms = match unit {
+            "s" => 1_000.0,
+            "m" | "min" => 60_000.0,
+            "h" => 3_600_000.0,
+            "d" => 86_400_000.0,
+            "w" => 7.0 * 86_400_000.0,
+            _ => return None,
+        };
+        total += value * ms;
+    }
+    (total.is_finite() && total > 0.0 && total <= 366.0 * 86_400_000.0).then_some(total.round() as i64)
+}
+
+/// "07:30-22:30" → minutes after midnight.
+fn parse_window(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.trim().split_once('-')?;
+    let hm = |t: &str| -> Option<u32> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+    };
+    Some((hm(a)?, hm(b)?))
+}
+
+/// "05-01" → (5, 1).
+fn parse_month_day(s: &str) -> Option<(u32, u32)> {
+    let (m, d) = s.trim().split_once('-')?;
+    let (m, d): (u32, u32) = (m.parse().ok()?, d.parse().ok()?);
+    let max = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31].get(m.checked_sub(1)? as usize).copied()?;
+    (d >= 1 && d <= max).then_some((m, d))
+}
+
+const EVENTS: &[&str] = &["created", "responded", "arrived", "resolved", "confirmed"];
+const ROLES: &[&str] = &["service_desk", "engineer", "backline_expert", "project_manager"];
+
+fn event_kind(s: &str) -> EventKind {
+    match s {
+        "created" => EventKind::Created,
+        "responded" => EventKind::Responded,
+        "arrived" => EventKind::Arrived,
+        "resolved" => EventKind::Resolved,
+        "confirmed" => EventKind::Confirmed,
+        other => EventKind::Custom(other.to_string()),
+    }
+}
+
+/// A checked contract: its SLA in the engine's terms.
+#[derive(Debug)]
+pub struct CompiledContract {
+    pub file: ContractFile,
+    pub calendars: BTreeMap<String, Calendar>,
+    /// Each clock's rule with the name of its calendar.
+    pub clocks: Vec<(ClockRule, String)>,
+}
+
+/// Parses and checks a contract file. Returns every problem found, not just the first.
+pub fn check(bytes: &[u8]) -> Result<CompiledContract, Vec<Diagnostic>> {
+    let one = |message: String, hint: &str| vec![Diagnostic { line: 1, column: 1, message, hint: hint.into() }];
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(one(
+            format!("the file is {} bytes; a contract file is at most {MAX_FILE_BYTES}", bytes.len()),
+            "is this the right file? contract files are small text files",
+        ));
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let (line, column) = position(&String::from_utf8_lossy(&bytes[..e.valid_up_to()]), e.valid_up_to());
+            return Err(vec![Diagnostic {
+                line,
+                column,
+                message: "the file is not valid UTF-8".into(),
+                hint: "save it as UTF-8 (files from some Windows editors are GBK)".into(),
+            }]);
+        }
+    };
+    let file: ContractFile = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let (line, column) = e.span().map(|s| position(text, s.start)).unwrap_or((1, 1));
+            return Err(vec![Diagnostic {
+                line,
+                column,
+                message: e.message().to_string(),
+                hint: "see contracts/README.md for the format".into(),
+            }]);
+        }
+    };
+    let mut c = Checker { text, out: Vec::new() };
+    if *file.format.get_ref() != FORMAT_VERSION {
+        c.at(
+            file.format.span(),
+            format!("unsupported format version {}", file.format.get_ref()),
+            format!("this yunwei reads format = {FORMAT_VERSION}"),
+        );
+    }
+    let h = &file.contract;
+    if h.code.get_ref().trim().is_empty()
+        || !h.code.get_ref().chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        c.at(h.code.span(), "the contract code must be letters, digits, '-' or '_'", "e.g. \"CD-DCM-2022\"");
+    }
+    let start = crate::calendar::parse_date(h.starts_on.get_ref());
+    let end = crate::calendar::parse_date(h.ends_on.get_ref());
+    if start.is_none() {
+        c.at(h.starts_on.span(), "not a date", "write dates as YYYY-MM-DD");
+    }
+    if end.is_none() {
+        c.at(h.ends_on.span(), "not a date", "write dates as YYYY-MM-DD");
+    }
+    if let (Some(s), Some(e)) = (start, end)
+        && e < s
+    {
+        c.at(h.ends_on.span(), "the contract ends before it starts", "check starts_on and ends_on");
+    }
+
+    let mut calendars = BTreeMap::new();
+    for (name, def) in &file.calendars {
+        let span = def.span();
+        let def = def.get_ref();
+        let days = match def.days.get_ref().as_str() {
+            "all" => Days::All,
+            "working_days" => Days::WorkingDays,
+            other => {
+                c.at(def.days.span(), format!("unknown days {other:?}"), "use \"all\" or \"working_days\"");
+                continue;
+            }
+        };
+        let mut seasons = Vec::new();
+        for s in &def.seasons {
+            let from = parse_month_day(s.from.get_ref());
+            let to = parse_month_day(s.to.get_ref());
+            if from.is_none() {
+                c.at(s.from.span(), "not a month and day", "write \"MM-DD\", e.g. \"05-01\"");
+            }
+            if to.is_none() {
+                c.at(s.to.span(), "not a month and day", "write \"MM-DD\", e.g. \"10-31\"");
+            }
+            let mut windows = Vec::new();
+            for w in &s.hours {
+                match parse_window(w.get_ref()) {
+                    Some(win) => windows.push(win),
+                    None => c.at(
+                        w.span(),
+                        format!("not a time window: {:?}", w.get_ref()),
+                        "write \"HH:MM-HH:MM\", e.g. \"07:30-22:30\"",
+                    ),
+                }
+            }
+            if let (Some(from), Some(to)) = (from, to) {
+                seasons.push(Season { from, to, windows });
+            }
+        }
+        let cal = Calendar { days, seasons };
+        match cal.validate() {
+            Ok(()) => {
+                calendars.insert(name.clone(), cal);
+            }
+            Err(e) => c.at(
+                span,
+                format!("calendar {name:?}: {e}"),
+                "windows must be non-empty, ordered and within one day; seasons must not overlap",
+            ),
+        }
+    }
+
+    let mut clocks = Vec::new();
+    let mut clock_names = BTreeSet::new();
+    for def in &file.clocks {
+        let name = def.name.get_ref().trim().to_string();
+        if name.is_empty() || !clock_names.insert(name.clone()) {
+            c.at(
+                def.name.span(),
+                format!("clock name {name:?} is empty or used twice"),
+                "give every clock its own name",
+            );
+        }
+        if !file.calendars.contains_key(def.calendar.get_ref()) {
+            let known: Vec<&str> = file.calendars.keys().map(String::as_str).collect();
+            c.at(
+                def.calendar.span(),
+                format!("unknown calendar {:?}", def.calendar.get_ref()),
+                format!("defined calendars: {}", known.join(", ")),
+            );
+        }
+        if def.start.get_ref().trim().is_empty() {
+            c.at(
+                def.start.span(),
+                "the clock has no start event",
+                format!("one of {} or a milestone name", EVENTS.join(", ")),
+            );
+        }
+        if def.stop.get_ref().trim().is_empty() || def.stop.get_ref() == def.start.get_ref() {
+            c.at(
+                def.stop.span(),
+                "the clock needs a stop event different from its start",
+                format!("one of {}", EVENTS.join(", ")),
+            );
+        }
+        clocks.push((
+            ClockRule {
+                name,
+                start: event_kind(def.start.get_ref().trim()),
+                stop: event_kind(def.stop.get_ref().trim()),
+                pausable: def.pausable,
+                targets: BTreeMap::new(),
+            },
+            def.calendar.get_ref().clone(),
+        ));
+    }
+
+    let mut level_names = BTreeSet::new();
+    if file.levels.is_empty() && !file.clocks.is_empty() {
+        c.at(0..0, "clocks are defined but no levels give them targets", "add [[levels]] with targets");
+    }
+    for level in &file.levels {
+        let name = level.name.get_ref().trim().to_string();
+        if name.is_empty() || !level_names.insert(name.clone()) {
+            c.at(
+                level.name.span(),
+                format!("level name {name:?} is empty or used twice"),
+                "level names are unique, e.g. L1 … L4",
+            );
+        }
+        for (clock, target) in &level.targets {
+            let Some((rule, _)) = clocks.iter_mut().find(|(r, _)| &r.name == clock) else {
+                c.at(
+                    target.span(),
+                    format!("level {name}: unknown clock {clock:?}"),
+                    format!("clocks: {}", clock_names.iter().cloned().collect::<Vec<_>>().join(", ")),
+                );
+                continue;
+            };
+            match parse_duration(target.get_ref()) {
+                Some(ms) => {
+                    rule.targets.insert(name.clone(), ms);
+                }
+                None => c.at(
+                    target.span(),
+                    format!("not a duration: {:?}", target.get_ref()),
+                    "a positive duration up to one year, e.g. \"10m\", \"3h\", \"1w\"",
+                ),
+            }
+        }
+        if let Some(p) = &level.progress_every
+            && parse_duration(p.get_ref()).is_none()
+        {
+            c.at(p.span(), format!("not a duration: {:?}", p.get_ref()), "e.g. \"1h\"");
+        }
+    }
+    let mut last_after: BTreeMap<&str, i64> = BTreeMap::new();
+    for step in &file.escalation {
+        let last = last_after.entry(step.class.as_str()).or_insert(0);
+        match parse_duration(step.after.get_ref()) {
+            Some(ms) if ms > *last => *last = ms,
+            Some(_) => c.at(
+                step.after.span(),
+                "escalation steps of one class must come in increasing time",
+                "order the steps by `after`",
+            ),
+            None => c.at(step.after.span(), format!("not a duration: {:?}", step.after.get_ref()), "e.g. \"4h\""),
+        }
+        if !ROLES.contains(&step.to.get_ref().as_str()) {
+            c.at(
+                step.to.span(),
+                format!("unknown role {:?}", step.to.get_ref()),
+                format!("one of {}", ROLES.join(", ")),
+            );
+        }
+    }
+    if c.out.is_empty() {
+        Ok(CompiledContract { file, calendars, clocks })
+    } else {
+        c.out.sort_by_key(|d| (d.line, d.column));
+        Err(c.out)
+    }
+}
+
+/// A duration in human terms, Chinese and English: "5 分钟 / 5 min", "1 周 / 1 week".
+pub fn human_duration(ms: i64) -> (String, String) {
+    const UNITS: &[(i64, &str, &str)] =
+        &[(7 * 86_400_000, "周", "week"), (86_400_000, "天", "day"), (3_600_000, "小时", "h"), (60_000, "分钟", "min")];
+    for &(size, zh, en) in UNITS {
+        if ms % size == 0 {
+            let n = ms / size;
+            let en = if n > 1 && (en == "week" || en == "day") { format!("{n} {en}s") } else { format!("{n} {en}") };
+            return (format!("{n} {zh}"), en);
+        }
+    }
+    (format!("{} 秒", ms / 1000), format!("{} s", ms / 1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../../contracts/004-chengdu-dcm.toml");
+
+    #[test]
+    fn the_004_contract_checks_and_drives_the_engine() {
+        let c = check(SAMPLE.as_bytes()).unwrap_or_else(|d| panic!("{d:#?}"));
+        assert_eq!(c.file.contract.code.get_ref(), "CD-DCM-2022");
+        assert_eq!(c.file.levels.len(), 4);
+        let (resolution, cal) = c.clocks.iter().find(|(r, _)| r.name == "resolution").unwrap();
+        assert_eq!(resolution.targets["L1"], 2 * 3_600_000);
+        assert_eq!(resolution.targets["L4"], 5 * 3_600_000);
+        assert_eq!(c.clocks.iter().find(|(r, _)| r.name == "response").unwrap().0.targets["L2"], 10 * 60_000);
+        // A level-2 fault at 21:00 on a winter Friday, on the contract's own calendar.
+        let h = crate::calendar::HolidayTable::embedded();
+        let t0 = crate::calendar::day_start_utc(crate::calendar::parse_date("2026-02-13").unwrap()) + 21 * 3_600_000;
+        let events = vec![
+            crate::sla::Event { at: t0, kind: EventKind::Created },
+            crate::sla::Event { at: t0, kind: EventKind::LevelSet("L2".into()) },
+        ];
+        let s = crate::sla::evaluate(resolution, &c.calendars[cal], &h, &events, t0);
+        assert!(s.due_at.is_some());
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        check(text.as_bytes()).err().unwrap_or_default().iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn precise_errors_with_positions() {
+        let bad = SAMPLE.replacen("calendar = \"hotline\"", "calendar = \"nosuch\"", 1);
+        let e = errors(&bad);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("unknown calendar \"nosuch\""), "{e:?}");
+        let line = bad.lines().position(|l| l.contains("\"nosuch\"")).unwrap() + 1;
+        assert!(e[0].starts_with(&format!("{line}:")), "{e:?}");
+
+        let e = errors(&SAMPLE.replacen("resolution = \"2h\"", "resolution = \"-2h\"", 1));
+        assert!(e[0].contains("not a duration"), "{e:?}");
+        let e = errors(&SAMPLE.replacen("resolution = \"2h\"", "resolution = \"900w\"", 1));
+        assert!(e[0].contains("not a duration"), "absurd targets are refused: {e:?}");
+        let e = errors(&SAMPLE.replacen("name = \"L2\"", "name = \"L1\"", 1));
+        assert!(e.iter().any(|m| m.contains("used twice")), "{e:?}");
+        let e = errors(&SAMPLE.replacen("\"07:30-21:30\"", "\"21:30-07:30\"", 1));
+        assert!(e.iter().any(|m| m.contains("empty or runs past midnight")), "{e:?}");
+        let e = errors(&SAMPLE.replacen("from = \"11-01\"", "from = \"10-01\"", 1));
+        assert!(e.iter().any(|m| m.contains("covered by two seasons")), "{e:?}");
+        let e = errors(&SAMPLE.replacen("start = \"created\"", "start = \"\"", 1));
+        assert!(e.iter().any(|m| m.contains("no start event")), "{e:?}");
+        let e = errors(&SAMPLE.replacen("format = 1", "format = 1\nsurprise = true", 1));
+        assert!(e[0].contains("unknown field"), "{e:?}");
+        let e = errors("format = [");
+        assert!(e[0].starts_with("1:"), "{e:?}");
+        let mut gbk = SAMPLE.as_bytes().to_vec();
+        gbk.extend_from_slice(&[0xc4, 0xe3]);
+        let d = check(&gbk).unwrap_err();
+        assert!(d[0].message.contains("UTF-8"));
+        let huge = vec![b'#'; MAX_FILE_BYTES + 1];
+        assert!(check(&huge).unwrap_err()[0].message.contains("at most"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m"), Some(300_000));
+        assert_eq!(parse_duration("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration("0.5h"), Some(1_800_000));
+        assert_eq!(parse_duration("1w"), Some(7 * 86_400_000));
+        for bad in ["", "5", "h", "-1h", "1y", "0m", "400d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(human_duration(300_000), ("5 分钟".into(), "5 min".into()));
+        assert_eq!(human_duration(7 * 86_400_000), ("1 周".into(), "1 week".into()));
+    }
+}
