@@ -455,6 +455,78 @@ pub fn check(bytes: &[u8]) -> Result<CompiledContract, Vec<Diagnostic>> {
     }
 }
 
+/// The contract in plain, stable lines ("L1 响应 response: 5 分钟 / 5 min (hotline)"): shown on
+/// pages and compared line by line to describe what an import changes.
+pub fn summary_lines(c: &CompiledContract) -> Vec<String> {
+    let h = &c.file.contract;
+    let mut out = vec![
+        format!("合同 contract: {} {}", h.code.get_ref(), h.name),
+        format!("采购人 client: {}", h.client),
+        format!("服务商 vendor: {}", h.vendor),
+        format!("服务期 period: {} – {}", h.starts_on.get_ref(), h.ends_on.get_ref()),
+    ];
+    if let Some(fee) = h.fee_yuan {
+        out.push(format!("费用 fee: ¥{fee:.2}"));
+    }
+    for s in &c.file.sites {
+        out.push(format!("站点 site: {} ({})", s.name, s.kind));
+    }
+    for (name, cal) in &c.calendars {
+        let days = match cal.days {
+            Days::All => "每天 every day",
+            Days::WorkingDays => "工作日 working days",
+        };
+        let hours = if cal.seasons.is_empty() {
+            "00:00–24:00".to_string()
+        } else {
+            cal.seasons
+                .iter()
+                .map(|s| {
+                    let w: Vec<String> = s
+                        .windows
+                        .iter()
+                        .map(|(a, b)| format!("{:02}:{:02}–{:02}:{:02}", a / 60, a % 60, b / 60, b % 60))
+                        .collect();
+                    format!("{:02}-{:02}…{:02}-{:02} {}", s.from.0, s.from.1, s.to.0, s.to.1, w.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        out.push(format!("日历 calendar {name}: {days}, {hours}"));
+    }
+    for level in &c.file.levels {
+        let name = level.name.get_ref();
+        for (rule, cal) in &c.clocks {
+            if let Some(ms) = rule.targets.get(name) {
+                let (zh, en) = human_duration(*ms);
+                let pause = if rule.pausable { ", 挂起暂停 pauses when suspended" } else { "" };
+                out.push(format!("{name} {} {}: {zh} / {en} ({cal}{pause})", clock_label(c, &rule.name), rule.name));
+            }
+        }
+        if let Some(p) = &level.progress_every
+            && let Some(ms) = parse_duration(p.get_ref())
+        {
+            let (zh, en) = human_duration(ms);
+            out.push(format!("{name} 进展通报 progress report: 每 {zh} / every {en}"));
+        }
+    }
+    for e in &c.file.escalation {
+        out.push(format!("升级 escalation {}: {} → {}", e.class, e.after.get_ref(), e.to.get_ref()));
+    }
+    out
+}
+
+fn clock_label(c: &CompiledContract, name: &str) -> String {
+    c.file.clocks.iter().find(|d| d.name.get_ref() == name).map(|d| d.description.clone()).unwrap_or_default()
+}
+
+/// Lines only in `old` ("- …") and only in `new` ("+ …"), in their original order.
+pub fn changes(old: &[String], new: &[String]) -> Vec<String> {
+    let removed = old.iter().filter(|l| !new.contains(l)).map(|l| format!("- {l}"));
+    let added = new.iter().filter(|l| !old.contains(l)).map(|l| format!("+ {l}"));
+    removed.chain(added).collect()
+}
+
 /// A duration in human terms, Chinese and English: "5 分钟 / 5 min", "1 周 / 1 week".
 pub fn human_duration(ms: i64) -> (String, String) {
     const UNITS: &[(i64, &str, &str)] =
@@ -530,6 +602,30 @@ mod tests {
         assert!(d[0].message.contains("UTF-8"));
         let huge = vec![b'#'; MAX_FILE_BYTES + 1];
         assert!(check(&huge).unwrap_err()[0].message.contains("at most"));
+    }
+
+    #[test]
+    fn summary_and_changes() {
+        let old = check(SAMPLE.as_bytes()).unwrap();
+        let new = check(SAMPLE.replacen("resolution = \"3h\"", "resolution = \"4h\"", 1).as_bytes()).unwrap();
+        let lines = summary_lines(&old);
+        assert!(
+            lines.contains(&"L2 解决 resolution: 3 小时 / 3 h (hotline, 挂起暂停 pauses when suspended)".to_string()),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("日历 calendar onsite: 每天 every day, 05-01…10-31 07:30–22:30")),
+            "{lines:#?}"
+        );
+        let diff = changes(&lines, &summary_lines(&new));
+        assert_eq!(
+            diff,
+            vec![
+                "- L2 解决 resolution: 3 小时 / 3 h (hotline, 挂起暂停 pauses when suspended)".to_string(),
+                "+ L2 解决 resolution: 4 小时 / 4 h (hotline, 挂起暂停 pauses when suspended)".to_string()
+            ]
+        );
+        assert!(changes(&lines, &lines).is_empty());
     }
 
     #[test]

@@ -65,15 +65,23 @@ struct Migration {
 
 /// Forward-only migrations. Never edit one that has shipped: add the next version instead, in both
 /// folders (a test checks that the folders list the same versions).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "platform_core",
-    sqlite: include_str!("../migrations/sqlite/0001_platform_core.sql"),
-    postgres: include_str!("../migrations/postgres/0001_platform_core.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "platform_core",
+        sqlite: include_str!("../migrations/sqlite/0001_platform_core.sql"),
+        postgres: include_str!("../migrations/postgres/0001_platform_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "contract_files",
+        sqlite: include_str!("../migrations/sqlite/0002_contract_files.sql"),
+        postgres: include_str!("../migrations/postgres/0002_contract_files.sql"),
+    },
+];
 
 /// The schema version this binary expects.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A pool on one of the two engines, plus the key that seals secrets at rest.
 #[derive(Clone)]

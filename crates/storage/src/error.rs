@@ -18,6 +18,9 @@ pub enum StoreError {
     Schema(String),
     #[error("crypto: {0}")]
     Crypto(&'static str),
+    /// A contract file with problems, each with its position in the file.
+    #[error("contract file: {} problem(s)", .0.len())]
+    ContractFile(Vec<yunwei_core::contract::Diagnostic>),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -10,9 +10,11 @@
 //!   without its audit record cannot be committed, and a failed change leaves no audit record.
 
 pub mod audit;
+pub mod contract_files;
 pub mod contracts;
 mod db;
 mod error;
+pub mod holidays;
 mod principal;
 pub mod secrets;
 pub mod sessions;

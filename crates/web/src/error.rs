@@ -80,6 +80,14 @@ impl From<StoreError> for AppError {
             StoreError::Invalid { field, msg } => {
                 AppError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "invalid", message: msg, field: Some(field) }
             }
+            StoreError::ContractFile(_) => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                Msg::new(
+                    "合同文件有错误，请用 yunwei contract check 查看",
+                    "The contract file has errors; see yunwei contract check",
+                ),
+            ),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 AppError::internal()

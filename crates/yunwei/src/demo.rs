@@ -3,11 +3,10 @@
 
 use yunwei_core::authz::AdminPermission;
 use yunwei_core::authz::ContractRole;
-use yunwei_storage::contracts::{self, ContractInput};
-use yunwei_storage::sites::{self, SiteInput};
-use yunwei_storage::{Db, Principal, StoreError, users};
+use yunwei_storage::{Db, Principal, StoreError, contract_files, contracts, users};
 
 pub const DEMO_CODE: &str = "CD-DCM-2022";
+const DEMO_CONTRACT: &str = include_str!("../../../contracts/004-chengdu-dcm.toml");
 
 /// (login, name, role)
 const DEMO_USERS: &[(&str, &str, ContractRole)] = &[
@@ -27,16 +26,8 @@ pub async fn load(db: &Db, now_ms: i64) -> Result<Vec<(String, String)>, StoreEr
     if contracts::list_all(db, &contract_admin).await?.iter().any(|c| c.code == DEMO_CODE) {
         return Ok(Vec::new());
     }
-    let input = ContractInput {
-        code: DEMO_CODE.into(),
-        // 004: 成都市数字化城市管理信息系统 2021-2022 年度运维服务项目, one-year service period.
-        name: "成都市数字化城市管理信息系统年度运维服务".into(),
-        client_name: "成都市城市管理数字化监督管理中心".into(),
-        vendor_name: "示例运维服务有限公司".into(),
-        starts_on: "2022-01-01".into(),
-        ends_on: "2022-12-31".into(),
-    };
-    let cid = contracts::create(db, &contract_admin, &input, now_ms).await?;
+    // The contract, its SLA and its sites come from the seed contract file.
+    let cid = contract_files::import(db, &contract_admin, DEMO_CONTRACT.as_bytes(), now_ms).await?.contract_id;
     let user_admin = operator.admin_scope(AdminPermission::UserManage)?;
     let role_admin = operator.admin_scope(AdminPermission::RoleGrant)?;
     let mut passwords = Vec::new();
@@ -46,17 +37,6 @@ pub async fn load(db: &Db, now_ms: i64) -> Result<Vec<(String, String)>, StoreEr
         let uid = users::create(db, &user_admin, new, &pw, now_ms).await?;
         contracts::grant(db, &role_admin, cid, uid, *role, now_ms).await?;
         passwords.push(((*login).to_string(), pw));
-    }
-    let scope = operator.contract_scope(db, cid).await?;
-    // 004 §二: the system runs in the Chengdu e-government cloud centre; the resident team works at
-    // the client's centre at 科联街 3 号.
-    for (name, kind, address) in [
-        ("成都市电子政务云计算中心机房", "machine_room", "成都市电子政务云计算中心"),
-        ("数字化城市管理监督指挥中心", "control_room", "成都市青羊区科联街 3 号"),
-        ("驻场运维办公室", "office", "成都市青羊区科联街 3 号"),
-    ] {
-        let site = SiteInput { name: name.into(), kind: kind.into(), address: address.into(), notes: String::new() };
-        sites::create(db, &scope, &site, now_ms).await?;
     }
     Ok(passwords)
 }

@@ -78,6 +78,11 @@ enum Command {
         #[command(subcommand)]
         command: ContractCommand,
     },
+    /// Holiday calendars.
+    Calendar {
+        #[command(subcommand)]
+        command: CalendarCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +90,17 @@ enum ContractCommand {
     /// Check a contract file: every error with line, column and a hint (exit 1); otherwise a
     /// summary of its levels and clocks in plain words.
     Check { file: PathBuf },
+    /// Create or update a contract from its file: prints what changes and the new version.
+    Import { file: PathBuf },
+    /// Print the current version of a contract's file.
+    Export { code: String },
+}
+
+#[derive(Subcommand)]
+enum CalendarCommand {
+    /// Load one year of Chinese holidays and make-up workdays (holiday-cn JSON format), e.g. next
+    /// year's once the State Council has published it.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -239,6 +255,54 @@ async fn run(command: Command, mut config: Config) -> Result<i32> {
         }
         Command::Restore { file } => restore(&config, &file).await,
         Command::Contract { command: ContractCommand::Check { file } } => contract_check(&file),
+        Command::Contract { command: ContractCommand::Import { file } } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let db = open_db(&config).await?;
+            let scope = Principal::local_operator(&os_user()).admin_scope(AdminPermission::ContractManage)?;
+            match yunwei_storage::contract_files::import(&db, &scope, &bytes, now_ms()).await {
+                Ok(o) if o.unchanged => println!("unchanged: version {} is already this file / 内容未变化", o.version),
+                Ok(o) => {
+                    let verb = if o.created { "created" } else { "updated" };
+                    println!(
+                        "{verb} contract {} as version {} / 已导入为第 {} 版",
+                        o.contract_id, o.version, o.version
+                    );
+                    for line in &o.changes {
+                        println!("  {line}");
+                    }
+                }
+                Err(yunwei_storage::StoreError::ContractFile(diagnostics)) => {
+                    for d in &diagnostics {
+                        println!("{}:{d}", file.display());
+                    }
+                    println!("not imported: {} problem(s) / 未导入", diagnostics.len());
+                    return Ok(1);
+                }
+                Err(e) => return Err(anyhow::anyhow!("{}", describe(e))),
+            }
+            Ok(0)
+        }
+        Command::Contract { command: ContractCommand::Export { code } } => {
+            let db = open_db(&config).await?;
+            let scope = Principal::local_operator(&os_user()).admin_scope(AdminPermission::ContractManage)?;
+            print!(
+                "{}",
+                yunwei_storage::contract_files::export(&db, &scope, &code)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", describe(e)))?
+            );
+            Ok(0)
+        }
+        Command::Calendar { command: CalendarCommand::Import { file } } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let db = open_db(&config).await?;
+            let scope = Principal::local_operator(&os_user()).admin_scope(AdminPermission::ConfigManage)?;
+            let year = yunwei_storage::holidays::import_year(&db, &scope, &text, now_ms())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", describe(e)))?;
+            println!("holidays for {year} loaded / 已导入 {year} 年节假日");
+            Ok(0)
+        }
         Command::Migrate => {
             let db = open_db(&config).await?;
             println!("schema version {}", db.schema_version().await?);
@@ -391,6 +455,7 @@ fn describe(e: yunwei_storage::StoreError) -> String {
     match e {
         yunwei_storage::StoreError::Invalid { field, msg } => format!("{field}: {msg}"),
         yunwei_storage::StoreError::Conflict(msg) => msg.to_string(),
+        yunwei_storage::StoreError::NotFound => "not found / 未找到".to_string(),
         other => other.to_string(),
     }
 }

@@ -168,3 +168,37 @@ fn contract_check_reports_positions_and_summarises() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn contract_import_export_and_calendar_import() {
+    let data = temp_dir("import");
+    let d = data.to_str().unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/004-chengdu-dcm.toml");
+    let out = bin().args(["--data-dir", d, "contract", "import", file.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("version 1"), "{stdout}");
+    let out = bin().args(["--data-dir", d, "contract", "import", file.to_str().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unchanged"));
+    let changed = data.join("changed.toml");
+    std::fs::write(
+        &changed,
+        std::fs::read_to_string(&file).unwrap().replacen("response = \"5m\"", "response = \"6m\"", 1),
+    )
+    .unwrap();
+    let out = bin().args(["--data-dir", d, "contract", "import", changed.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("version 2")
+            && stdout.contains("- L1 响应 response: 5 分钟")
+            && stdout.contains("+ L1 响应 response: 6 分钟"),
+        "{stdout}"
+    );
+    let out = bin().args(["--data-dir", d, "contract", "export", "CD-DCM-2022"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("response = \"6m\""));
+    let year = data.join("2028.json");
+    std::fs::write(&year, r#"{"year": 2028, "days": [{"name": "元旦", "date": "2028-01-03", "isOffDay": true}]}"#)
+        .unwrap();
+    let out = bin().args(["--data-dir", d, "calendar", "import", year.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("2028"));
+    let _ = std::fs::remove_dir_all(data);
+}

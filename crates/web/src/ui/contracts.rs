@@ -132,6 +132,8 @@ async fn overview(State(state): State<AppState>, ui: UiUser, Path(cid): Path<i64
     } else {
         None
     };
+    let sla = sla_view(&state, &scope, lang).await?;
+    let versions = yunwei_storage::contract_files::versions(&state.db, &scope).await?;
     let mut p = page(&state, &ui, "").await?;
     p.active_contract_id = Some(cid);
     Ok(render(
@@ -145,9 +147,111 @@ async fn overview(State(state): State<AppState>, ui: UiUser, Path(cid): Path<i64
             members,
             role_label => lang.pick(scope.role().label()),
             can_write_sites => scope.permits(ContractPermission::SiteWrite),
+            sla,
+            versions,
         },
     )?
     .into_response())
+}
+
+#[derive(Serialize)]
+struct SlaView {
+    version: i64,
+    clocks: Vec<ClockHead>,
+    levels: Vec<LevelRow>,
+    calendars: Vec<CalendarRow>,
+    escalation: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ClockHead {
+    label: String,
+    calendar: String,
+    pausable: bool,
+}
+
+#[derive(Serialize)]
+struct LevelRow {
+    name: String,
+    description: String,
+    targets: Vec<String>,
+    progress: String,
+}
+
+#[derive(Serialize)]
+struct CalendarRow {
+    name: String,
+    description: String,
+    hours: String,
+}
+
+/// The contract's service levels, clocks and calendars in plain words, from its current file.
+async fn sla_view(
+    state: &AppState,
+    scope: &ContractScope,
+    lang: crate::i18n::Lang,
+) -> Result<Option<SlaView>, AppError> {
+    use yunwei_core::contract::{check, human_duration, parse_duration, summary_lines};
+    let Some((version, source)) = yunwei_storage::contract_files::current(&state.db, scope).await? else {
+        return Ok(None);
+    };
+    let Ok(c) = check(source.as_bytes()) else {
+        tracing::warn!(contract = scope.contract_id(), "stored contract file no longer checks");
+        return Ok(None);
+    };
+    let human = |ms: i64| {
+        let (zh, en) = human_duration(ms);
+        if lang == crate::i18n::Lang::En { en } else { zh }
+    };
+    let clocks: Vec<ClockHead> = c
+        .clocks
+        .iter()
+        .map(|(rule, cal)| {
+            let def = c.file.clocks.iter().find(|d| d.name.get_ref() == &rule.name);
+            let zh = def.map(|d| d.description.clone()).filter(|d| !d.is_empty()).unwrap_or_else(|| rule.name.clone());
+            let label = if lang == crate::i18n::Lang::En { rule.name.replace('_', " ") } else { zh };
+            ClockHead { label, calendar: cal.clone(), pausable: rule.pausable }
+        })
+        .collect();
+    let levels = c
+        .file
+        .levels
+        .iter()
+        .map(|l| {
+            let name = l.name.get_ref().clone();
+            LevelRow {
+                targets: c
+                    .clocks
+                    .iter()
+                    .map(|(rule, _)| rule.targets.get(&name).map(|ms| human(*ms)).unwrap_or_else(|| "—".into()))
+                    .collect(),
+                progress: l
+                    .progress_every
+                    .as_ref()
+                    .and_then(|p| parse_duration(p.get_ref()))
+                    .map(human)
+                    .unwrap_or_default(),
+                description: l.description.clone(),
+                name,
+            }
+        })
+        .collect();
+    let lines = summary_lines(&c);
+    let calendars = c
+        .file
+        .calendars
+        .iter()
+        .map(|(name, def)| CalendarRow {
+            name: name.clone(),
+            description: def.get_ref().description.clone(),
+            hours: lines
+                .iter()
+                .find_map(|l| l.strip_prefix(&format!("日历 calendar {name}: ")).map(str::to_string))
+                .unwrap_or_default(),
+        })
+        .collect();
+    let escalation = lines.iter().filter_map(|l| l.strip_prefix("升级 escalation ").map(str::to_string)).collect();
+    Ok(Some(SlaView { version, clocks, levels, calendars, escalation }))
 }
 
 #[derive(Serialize, Default)]
