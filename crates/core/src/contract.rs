@@ -641,3 +641,24 @@ mod tests {
         assert_eq!(human_duration(7 * 86_400_000), ("1 周".into(), "1 week".into()));
     }
 }
+
+#[cfg(test)]
+mod seed_files {
+    /// Every contract file shipped in `contracts/` checks cleanly.
+    #[test]
+    fn all_seed_contracts_check() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let bytes = std::fs::read(&path).unwrap();
+                if let Err(d) = super::check(&bytes) {
+                    panic!("{}: {:#?}", path.display(), d);
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+    }
+}
