@@ -30,6 +30,7 @@ const TEMPLATES: &[(&str, &str)] = embed![
     "audit.html",
     "error.html",
     "api_docs.html",
+    "calendar_month.html",
 ];
 
 pub fn environment() -> Environment<'static> {

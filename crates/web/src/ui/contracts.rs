@@ -1,7 +1,7 @@
 //! Home, the contract switcher, the contract overview and its sites.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(home))
         .route("/contracts/switch", post(switch))
         .route("/c/{cid}", get(overview))
+        .route("/c/{cid}/calendar", get(calendar_month))
         .route("/c/{cid}/sites/new", get(new_site))
         .route("/c/{cid}/sites", post(create_site))
         .route("/c/{cid}/sites/{id}", get(edit_site).post(update_site))
@@ -252,6 +253,101 @@ async fn sla_view(
         .collect();
     let escalation = lines.iter().filter_map(|l| l.strip_prefix("升级 escalation ").map(str::to_string)).collect();
     Ok(Some(SlaView { version, clocks, levels, calendars, escalation }))
+}
+
+#[derive(Deserialize)]
+struct MonthQuery {
+    name: Option<String>,
+    /// YYYY-MM
+    month: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DayCell {
+    day: u32,
+    hours: String,
+    holiday: Option<String>,
+    working: bool,
+}
+
+/// A month of one service calendar: how many hours each day is served, with holidays and make-up
+/// workdays named.
+async fn calendar_month(
+    State(state): State<AppState>,
+    ui: UiUser,
+    Path(cid): Path<i64>,
+    Query(q): Query<MonthQuery>,
+) -> Result<Response, AppError> {
+    use yunwei_core::calendar::{DayKind, Span, civil_from_days, day_start_utc, days_from_civil, weekday};
+    let scope = scope_of(&state, &ui, cid).await?;
+    let Some((_, source)) = yunwei_storage::contract_files::current(&state.db, &scope).await? else {
+        return Err(AppError::not_found());
+    };
+    let c = yunwei_core::contract::check(source.as_bytes()).map_err(|_| AppError::not_found())?;
+    let names: Vec<String> = c.calendars.keys().cloned().collect();
+    let name = q
+        .name
+        .filter(|n| c.calendars.contains_key(n))
+        .or_else(|| names.first().cloned())
+        .ok_or_else(AppError::not_found)?;
+    let cal = &c.calendars[&name];
+    let today = civil_from_days(yunwei_core::calendar::local_day(state.now_ms()));
+    let (year, month) = q
+        .month
+        .as_deref()
+        .and_then(|m| {
+            let (y, mo) = m.split_once('-')?;
+            let (y, mo): (i32, u32) = (y.parse().ok()?, mo.parse().ok()?);
+            ((1990..=2200).contains(&y) && (1..=12).contains(&mo)).then_some((y, mo))
+        })
+        .unwrap_or((today.0, today.1));
+    let holidays = yunwei_storage::holidays::table(&state.db).await?;
+    let first = days_from_civil(year, month, 1);
+    let next = if month == 12 { days_from_civil(year + 1, 1, 1) } else { days_from_civil(year, month + 1, 1) };
+    let mut span = Span::default();
+    let mut weeks: Vec<Vec<Option<DayCell>>> = Vec::new();
+    let mut week: Vec<Option<DayCell>> = (0..weekday(first)).map(|_| None).collect();
+    for d in first..next {
+        let start = day_start_utc(d);
+        let ms = cal.business_between(start, start + yunwei_core::calendar::MS_PER_DAY, &holidays, &mut span);
+        let (kind, _) = holidays.day_kind(d);
+        week.push(Some(DayCell {
+            day: civil_from_days(d).2,
+            hours: if ms == 0 { String::new() } else { format!("{:.1} h", ms as f64 / 3_600_000.0) },
+            holiday: holidays.name(d).map(str::to_string),
+            working: kind == DayKind::Working,
+        }));
+        if week.len() == 7 {
+            weeks.push(std::mem::take(&mut week));
+        }
+    }
+    if !week.is_empty() {
+        week.resize_with(7, || None);
+        weeks.push(week);
+    }
+    if !holidays.has_year(year) {
+        span.missing_years.insert(year);
+    }
+    let prev = if month == 1 { format!("{}-12", year - 1) } else { format!("{year}-{:02}", month - 1) };
+    let next_m = if month == 12 { format!("{}-01", year + 1) } else { format!("{year}-{:02}", month + 1) };
+    let p = page(&state, &ui, "").await?;
+    Ok(render(
+        &state,
+        "calendar_month.html",
+        ui.ctx.lang,
+        &p,
+        crate::view! {
+            contract_id => cid,
+            name,
+            names,
+            title => format!("{year}-{month:02}"),
+            prev,
+            next => next_m,
+            weeks,
+            missing => span.missing_years.into_iter().collect::<Vec<_>>(),
+        },
+    )?
+    .into_response())
 }
 
 #[derive(Serialize, Default)]

@@ -88,3 +88,25 @@ async fn holiday_years_load_at_run_time(s: TestServer) {
     );
 }
 both_engines!(holiday_years_load_at_run_time);
+
+async fn month_view_of_working_time(s: TestServer) {
+    let admin = s.operator().admin_scope(AdminPermission::ContractManage).unwrap();
+    let cid = contract_files::import(&s.state.db, &admin, FILE.as_bytes(), s.now()).await.unwrap().contract_id;
+    s.member("eng", cid, ContractRole::Engineer).await;
+    let mut b = s.login("eng").await;
+    let page = b.get(&format!("/c/{cid}/calendar?name=onsite&month=2026-02")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    // Winter on-site hours 07:30–21:30 every day, the Spring Festival named, the make-up Saturday marked.
+    assert_eq!(page.body.matches("14.0 h").count(), 28, "every day of February is served 14 h");
+    assert!(page.body.contains("春节"));
+    assert!(page.body.contains("补班"));
+    let page = b.get(&format!("/c/{cid}/calendar?name=onsite&month=2026-07")).await;
+    assert_eq!(page.body.matches("15.0 h").count(), 31, "summer hours 07:30–22:30");
+    let page = b.get(&format!("/c/{cid}/calendar?name=hotline&month=2030-03")).await;
+    assert!(page.body.contains("24.0 h") && page.body.contains("2030"), "no data for 2030 is said");
+    assert!(page.body.contains("缺少以下年份的节假日数据"));
+    // Bad query values fall back or are refused; never a 500.
+    let r = b.get(&format!("/c/{cid}/calendar?name=nosuch&month=13-99")).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+both_engines!(month_view_of_working_time);
