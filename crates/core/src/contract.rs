@@ -662,3 +662,43 @@ mod seed_files {
         assert!(n >= 1);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    const SAMPLE: &str = include_str!("../../../contracts/004-chengdu-dcm.toml");
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Mutated contract files never panic the checker, and whatever it accepts drives the engine
+        /// without panicking either.
+        #[test]
+        fn mutated_files_never_panic(edits in proptest::collection::vec((0usize..6000, 0u8..3, any::<u8>()), 1..8)) {
+            let mut bytes = SAMPLE.as_bytes().to_vec();
+            for (pos, op, b) in edits {
+                let pos = pos % (bytes.len() + 1);
+                match op {
+                    0 if pos < bytes.len() => { bytes.remove(pos); }
+                    1 => bytes.insert(pos, b),
+                    _ if pos < bytes.len() => bytes[pos] = b,
+                    _ => {}
+                }
+            }
+            if let Ok(c) = super::check(&bytes) {
+                let h = crate::calendar::HolidayTable::embedded();
+                for (rule, cal) in &c.clocks {
+                    let events = [crate::sla::Event { at: 1_767_225_600_000, kind: crate::sla::EventKind::Created }];
+                    let _ = crate::sla::evaluate(rule, &c.calendars[cal], &h, &events, 1_767_312_000_000);
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = super::check(text.as_bytes());
+            let _ = super::parse_duration(&text);
+        }
+    }
+}
