@@ -34,7 +34,140 @@ pub struct ContractFile {
     pub levels: Vec<LevelDef>,
     #[serde(default)]
     pub escalation: Vec<EscalationStep>,
+    /// KP1: the periodic scorecard.
+    #[serde(default)]
+    pub assessment: Option<Assessment>,
+    /// KP2: what points and breaches cost.
+    #[serde(default)]
+    pub money: Option<Money>,
 }
+
+/// KP1: how the client scores the vendor each period (004 §(八)).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assessment {
+    /// "quarter" or "month".
+    pub period: Spanned<String>,
+    pub base_points: f64,
+    pub pass_mark: f64,
+    /// Bonus points never exceed deduction points (004 §(八)2(1)).
+    #[serde(default)]
+    pub bonus_limited_by_deductions: bool,
+    /// "mean_of_periods": the annual result is the mean of the periods (KP3).
+    pub annual: Spanned<String>,
+    pub rules: Vec<AssessmentRule>,
+}
+
+/// One line of a scorecard: which evidence, how many points per what, within which limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssessmentRule {
+    pub id: Spanned<String>,
+    /// The item and sub-item as the contract names them.
+    pub item: String,
+    /// The contract's own words.
+    pub criterion: String,
+    /// Where the platform finds the occurrences (one of [`EVIDENCE`]).
+    pub evidence: Spanned<String>,
+    /// Narrows the evidence, e.g. `{ clock = "response", level = "L1" }`.
+    #[serde(default)]
+    pub filter: BTreeMap<String, String>,
+    /// Negative: a deduction; positive: a bonus.
+    pub points: Spanned<f64>,
+    /// What one `points` is for (one of [`PER`]).
+    pub per: Spanned<String>,
+    /// The measured duration must exceed this (e.g. downtime "30m") …
+    #[serde(default)]
+    pub above: Option<Spanned<String>>,
+    /// … and be at most this.
+    #[serde(default)]
+    pub up_to: Option<Spanned<String>>,
+    /// For percentages: points per point below this mark (satisfaction below 90 %).
+    #[serde(default)]
+    pub below_percent: Option<f64>,
+    /// Largest total of this rule in one period, in points (absent: no limit, "扣完为止").
+    #[serde(default)]
+    pub max_points: Option<f64>,
+    /// The client decides the points case by case, up to `points` ("可酌情加 1-10 分").
+    #[serde(default)]
+    pub discretionary: bool,
+}
+
+/// KP2: money rules (004 §(八)2(3) and 商务要求 违约责任).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    /// Each deducted point costs this much of the period's fee.
+    pub per_point_yuan: f64,
+    /// The share of the contract fee paid per period (0.25 for quarterly payment).
+    pub period_fee_share: f64,
+    /// Deductions reaching this percentage of the contract fee allow termination.
+    #[serde(default)]
+    pub termination_at_percent: Option<f64>,
+    #[serde(default)]
+    pub rules: Vec<MoneyRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyRule {
+    pub id: Spanned<String>,
+    pub criterion: String,
+    pub evidence: Spanned<String>,
+    #[serde(default)]
+    pub filter: BTreeMap<String, String>,
+    /// A fixed sum per `per` …
+    #[serde(default)]
+    pub amount_yuan: Option<f64>,
+    /// … or a percentage of `of` per `per`.
+    #[serde(default)]
+    pub percent: Option<f64>,
+    /// "period_fee" or "contract_fee".
+    #[serde(default)]
+    pub of: Option<Spanned<String>>,
+    pub per: Spanned<String>,
+    /// At most this percentage of `of` …
+    #[serde(default)]
+    pub cap_percent: Option<f64>,
+    /// … per "occurrence" or per "period".
+    #[serde(default)]
+    pub cap_per: Option<Spanned<String>>,
+}
+
+/// Evidence sources the platform records (or the client enters, `manual`).
+pub const EVIDENCE: &[&str] = &[
+    "manual",
+    "scope_unfinished",
+    "inspection_missed",
+    "inspection_item_missing",
+    "ticket_handling_late",
+    "clock_breached",
+    "report_missing",
+    "report_late",
+    "plan_missing",
+    "plan_late",
+    "duty_missed",
+    "duty_shortfall",
+    "duty_mistake",
+    "security_incident",
+    "downtime",
+    "event_failure",
+    "role_design_missing",
+    "staff_unqualified",
+    "staff_change",
+    "satisfaction",
+    "complaint",
+    "praise",
+    "overtime",
+    "suggestion_adopted",
+    "document_written",
+    "major_support",
+    "rectification_late",
+];
+
+/// What one unit of points or money is counted per.
+pub const PER: &[&str] =
+    &["occurrence", "item", "half_hour", "hour", "day", "percent_point", "percent_unfinished", "period"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -447,11 +580,108 @@ pub fn check(bytes: &[u8]) -> Result<CompiledContract, Vec<Diagnostic>> {
             );
         }
     }
+    if let Some(a) = &file.assessment {
+        check_assessment(&mut c, a);
+    }
+    if let Some(m) = &file.money {
+        check_money(&mut c, m);
+    }
     if c.out.is_empty() {
         Ok(CompiledContract { file, calendars, clocks })
     } else {
         c.out.sort_by_key(|d| (d.line, d.column));
         Err(c.out)
+    }
+}
+
+fn check_known(c: &mut Checker<'_>, value: &Spanned<String>, known: &[&str], what: &str) {
+    if !known.contains(&value.get_ref().as_str()) {
+        c.at(value.span(), format!("unknown {what} {:?}", value.get_ref()), format!("one of {}", known.join(", ")));
+    }
+}
+
+fn check_assessment(c: &mut Checker<'_>, a: &Assessment) {
+    check_known(c, &a.period, &["quarter", "month"], "period");
+    check_known(c, &a.annual, &["mean_of_periods"], "annual rule");
+    if !(a.base_points > 0.0 && a.base_points <= 1000.0) || !(0.0..=a.base_points).contains(&a.pass_mark) {
+        c.at(
+            a.period.span(),
+            "base_points must be positive and pass_mark between 0 and base_points",
+            "e.g. base_points = 100, pass_mark = 60",
+        );
+    }
+    let mut ids = BTreeSet::new();
+    for r in &a.rules {
+        if !ids.insert(r.id.get_ref().clone()) || r.id.get_ref().trim().is_empty() {
+            c.at(
+                r.id.span(),
+                format!("rule id {:?} is empty or used twice", r.id.get_ref()),
+                "give every rule its own id",
+            );
+        }
+        check_known(c, &r.evidence, EVIDENCE, "evidence");
+        check_known(c, &r.per, PER, "unit");
+        let p = *r.points.get_ref();
+        if p == 0.0 || !p.is_finite() || p.abs() > 100.0 {
+            c.at(
+                r.points.span(),
+                format!("points {p} out of range"),
+                "a deduction is negative, a bonus positive, at most 100 either way",
+            );
+        }
+        for d in [&r.above, &r.up_to].into_iter().flatten() {
+            if parse_duration(d.get_ref()).is_none() {
+                c.at(d.span(), format!("not a duration: {:?}", d.get_ref()), "e.g. \"30m\"");
+            }
+        }
+        if let (Some(lo), Some(hi)) = (&r.above, &r.up_to)
+            && parse_duration(lo.get_ref()) >= parse_duration(hi.get_ref())
+        {
+            c.at(hi.span(), "up_to must be longer than above", "e.g. above = \"30m\", up_to = \"1h\"");
+        }
+        if r.below_percent.is_some_and(|b| !(0.0..=100.0).contains(&b)) {
+            c.at(r.id.span(), "below_percent must be between 0 and 100", "e.g. 90");
+        }
+        if r.max_points.is_some_and(|m| m <= 0.0) {
+            c.at(r.id.span(), "max_points must be positive", "the largest total of this rule in one period");
+        }
+    }
+}
+
+fn check_money(c: &mut Checker<'_>, m: &Money) {
+    let mut ids = BTreeSet::new();
+    for r in &m.rules {
+        if !ids.insert(r.id.get_ref().clone()) || r.id.get_ref().trim().is_empty() {
+            c.at(
+                r.id.span(),
+                format!("rule id {:?} is empty or used twice", r.id.get_ref()),
+                "give every rule its own id",
+            );
+        }
+        check_known(c, &r.evidence, EVIDENCE, "evidence");
+        check_known(c, &r.per, PER, "unit");
+        match (r.amount_yuan, r.percent, &r.of) {
+            (Some(a), None, None) if a > 0.0 => {}
+            (None, Some(p), Some(of)) if p > 0.0 && p <= 100.0 => {
+                check_known(c, of, &["period_fee", "contract_fee"], "base")
+            }
+            _ => c.at(
+                r.id.span(),
+                "a money rule has either amount_yuan, or percent with of",
+                "e.g. percent = 0.5, of = \"period_fee\"",
+            ),
+        }
+        if let Some(cp) = &r.cap_per {
+            check_known(c, cp, &["occurrence", "period"], "cap scope");
+        }
+    }
+    if !(m.period_fee_share > 0.0 && m.period_fee_share <= 1.0) || m.per_point_yuan < 0.0 {
+        let span = m.rules.first().map(|r| r.id.span()).unwrap_or(0..0);
+        c.at(
+            span,
+            "period_fee_share must be in (0, 1] and per_point_yuan not negative",
+            "quarterly payment: period_fee_share = 0.25",
+        );
     }
 }
 
@@ -512,6 +742,45 @@ pub fn summary_lines(c: &CompiledContract) -> Vec<String> {
     }
     for e in &c.file.escalation {
         out.push(format!("升级 escalation {}: {} → {}", e.class, e.after.get_ref(), e.to.get_ref()));
+    }
+    if let Some(a) = &c.file.assessment {
+        out.push(format!(
+            "考核 assessment: {} {} points, pass {}{}",
+            a.period.get_ref(),
+            a.base_points,
+            a.pass_mark,
+            if a.bonus_limited_by_deductions { ", bonus ≤ deductions" } else { "" }
+        ));
+        for r in &a.rules {
+            let cap = r.max_points.map(|m| format!(", max {m}")).unwrap_or_default();
+            out.push(format!(
+                "考核 {}: {:+} per {} [{}]{cap}",
+                r.id.get_ref(),
+                r.points.get_ref(),
+                r.per.get_ref(),
+                r.evidence.get_ref()
+            ));
+        }
+    }
+    if let Some(m) = &c.file.money {
+        out.push(format!("扣款 money: ¥{} per point, period fee share {}", m.per_point_yuan, m.period_fee_share));
+        for r in &m.rules {
+            let what = match (r.amount_yuan, r.percent, &r.of) {
+                (Some(a), _, _) => format!("¥{a}"),
+                (_, Some(p), Some(of)) => format!("{p}% of {}", of.get_ref()),
+                _ => String::new(),
+            };
+            let cap = r
+                .cap_percent
+                .map(|p| {
+                    format!(
+                        ", cap {p}% per {}",
+                        r.cap_per.as_ref().map(|c| c.get_ref().as_str()).unwrap_or("occurrence")
+                    )
+                })
+                .unwrap_or_default();
+            out.push(format!("扣款 {}: {what} per {}{cap}", r.id.get_ref(), r.per.get_ref()));
+        }
     }
     out
 }
@@ -602,6 +871,47 @@ mod tests {
         assert!(d[0].message.contains("UTF-8"));
         let huge = vec![b'#'; MAX_FILE_BYTES + 1];
         assert!(check(&huge).unwrap_err()[0].message.contains("at most"));
+    }
+
+    #[test]
+    fn assessment_and_money_rules_of_004() {
+        let c = check(SAMPLE.as_bytes()).unwrap();
+        let a = c.file.assessment.as_ref().unwrap();
+        assert_eq!((a.base_points, a.pass_mark), (100.0, 60.0));
+        assert!(a.bonus_limited_by_deductions);
+        let rule = |id: &str| a.rules.iter().find(|r| r.id.get_ref() == id).unwrap_or_else(|| panic!("{id}"));
+        assert_eq!(*rule("fault.L1.response").points.get_ref(), -3.0);
+        assert_eq!(rule("desk.late").per.get_ref(), "half_hour");
+        assert_eq!(rule("satisfaction").below_percent, Some(90.0));
+        assert!(rule("major_support").discretionary);
+        let m = c.file.money.as_ref().unwrap();
+        assert_eq!((m.per_point_yuan, m.period_fee_share, m.termination_at_percent), (100.0, 0.25, Some(15.0)));
+        let late = m.rules.iter().find(|r| r.id.get_ref() == "late_fix").unwrap();
+        assert_eq!((late.percent, late.cap_percent), (Some(0.5), Some(8.0)));
+        let lines = summary_lines(&c);
+        assert!(
+            lines.contains(&"考核 fault.L1.response: -3 per occurrence [clock_breached]".to_string()),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.contains(&"扣款 late_fix: 0.5% of period_fee per hour, cap 8% per occurrence".to_string()),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn bad_assessment_and_money_rules() {
+        let e = errors(&SAMPLE.replacen("evidence = \"inspection_missed\"", "evidence = \"gut_feeling\"", 1));
+        assert!(e[0].contains("unknown evidence \"gut_feeling\"") && e[0].contains("hint: one of manual"), "{e:?}");
+        let e =
+            errors(&SAMPLE.replacen("points = -2.0\nper = \"occurrence\"", "points = 0.0\nper = \"occurrence\"", 1));
+        assert!(e[0].contains("out of range"), "{e:?}");
+        let e = errors(&SAMPLE.replacen("amount_yuan = 2000.0", "amount_yuan = 2000.0\npercent = 1.0", 1));
+        assert!(e[0].contains("either amount_yuan"), "{e:?}");
+        let e = errors(&SAMPLE.replacen("id = \"praise\"", "id = \"complaint\"", 1));
+        assert!(e[0].contains("used twice"), "{e:?}");
+        let e = errors(&SAMPLE.replacen("up_to = \"1h\"", "up_to = \"10m\"", 1));
+        assert!(e[0].contains("up_to must be longer"), "{e:?}");
     }
 
     #[test]
