@@ -603,7 +603,8 @@ fn check_known(c: &mut Checker<'_>, value: &Spanned<String>, known: &[&str], wha
 fn check_assessment(c: &mut Checker<'_>, a: &Assessment) {
     check_known(c, &a.period, &["quarter", "month"], "period");
     check_known(c, &a.annual, &["mean_of_periods"], "annual rule");
-    if !(a.base_points > 0.0 && a.base_points <= 1000.0) || !(0.0..=a.base_points).contains(&a.pass_mark) {
+    let sane = a.base_points > 0.0 && a.base_points <= 1000.0 && (0.0..=a.base_points).contains(&a.pass_mark);
+    if !sane {
         c.at(
             a.period.span(),
             "base_points must be positive and pass_mark between 0 and base_points",
