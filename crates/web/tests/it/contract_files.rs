@@ -110,3 +110,44 @@ async fn month_view_of_working_time(s: TestServer) {
     assert_eq!(r.status, StatusCode::OK);
 }
 both_engines!(month_view_of_working_time);
+
+async fn all_seed_contracts_import_and_show_their_numbers(s: TestServer) {
+    let admin = s.operator().admin_scope(AdminPermission::ContractManage).unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "one file per seed: {files:?}");
+    for (i, path) in files.iter().enumerate() {
+        let bytes = std::fs::read(path).unwrap();
+        let outcome = contract_files::import(&s.state.db, &admin, &bytes, s.now())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        assert!(outcome.created);
+        let login = format!("pm{i}");
+        s.member(&login, outcome.contract_id, ContractRole::ProjectManager).await;
+        let mut b = s.login(&login).await;
+        let page = b.get(&format!("/c/{}", outcome.contract_id)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        // Every target of every level appears on the page in plain words.
+        let compiled = yunwei_core::contract::check(&bytes).unwrap();
+        for level in &compiled.file.levels {
+            assert!(
+                page.body.contains(level.name.get_ref().as_str()),
+                "{}: level {}",
+                path.display(),
+                level.name.get_ref()
+            );
+            for (rule, _) in &compiled.clocks {
+                if let Some(ms) = rule.targets.get(level.name.get_ref()) {
+                    let (zh, _) = yunwei_core::contract::human_duration(*ms);
+                    assert!(page.body.contains(&zh), "{}: {} {} {zh}", path.display(), level.name.get_ref(), rule.name);
+                }
+            }
+        }
+    }
+}
+both_engines!(all_seed_contracts_import_and_show_their_numbers);
