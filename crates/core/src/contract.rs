@@ -40,6 +40,100 @@ pub struct ContractFile {
     /// KP2: what points and breaches cost.
     #[serde(default)]
     pub money: Option<Money>,
+    /// The service catalog: recurring duties (inspection plan templates) …
+    #[serde(default)]
+    pub duties: Vec<Duty>,
+    /// … and the deliverables the client receives.
+    #[serde(default)]
+    pub deliverables: Vec<Deliverable>,
+    /// Staffing requirements (EM4).
+    #[serde(default)]
+    pub staffing: Vec<StaffingWindow>,
+    /// Limits on changing the on-site team (EM5).
+    #[serde(default)]
+    pub staffing_limits: Option<StaffingLimits>,
+    /// Budget lines (000 §4: cycle, count, minutes per run, person-months, unit price).
+    #[serde(default)]
+    pub budget: Vec<BudgetLine>,
+    /// The payment schedule.
+    #[serde(default)]
+    pub payments: Vec<Payment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Duty {
+    pub id: Spanned<String>,
+    pub name: String,
+    /// What is checked or done, in the contract's words.
+    #[serde(default)]
+    pub scope: String,
+    /// See [`crate::schedule::Frequency`].
+    pub frequency: Spanned<String>,
+    /// Runs fall only on days this calendar serves (e.g. working days); default: every day.
+    #[serde(default)]
+    pub calendar: Option<Spanned<String>>,
+    /// The deliverable the runs feed.
+    #[serde(default)]
+    pub deliverable: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deliverable {
+    pub id: Spanned<String>,
+    pub name: String,
+    /// See [`crate::schedule::Frequency`]; `by`/`on` give the due time.
+    pub due: Spanned<String>,
+    #[serde(default)]
+    pub to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffingWindow {
+    /// "all", "working_days" or "non_working_days" (weekends and holidays).
+    pub days: Spanned<String>,
+    /// Optional season ("MM-DD"), as in calendars.
+    #[serde(default)]
+    pub from: Option<Spanned<String>>,
+    #[serde(default)]
+    pub to: Option<Spanned<String>>,
+    /// "HH:MM-HH:MM"
+    pub hours: Spanned<String>,
+    pub min_people: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffingLimits {
+    /// Changes of on-site staff allowed per assessment period without penalty.
+    pub max_changes_per_period: u32,
+    #[serde(default)]
+    pub changes_need_approval: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetLine {
+    pub task: String,
+    pub cycle: Spanned<String>,
+    pub count: u32,
+    #[serde(default)]
+    pub minutes_per_run: Option<u32>,
+    #[serde(default)]
+    pub person_months: Option<f64>,
+    #[serde(default)]
+    pub unit_price_yuan: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payment {
+    pub name: String,
+    pub share_percent: f64,
+    /// When it falls due, in the contract's words.
+    pub condition: String,
 }
 
 /// KP1: how the client scores the vendor each period (004 §(八)).
@@ -586,6 +680,7 @@ pub fn check(bytes: &[u8]) -> Result<CompiledContract, Vec<Diagnostic>> {
     if let Some(m) = &file.money {
         check_money(&mut c, m);
     }
+    check_catalog(&mut c, &file);
     if c.out.is_empty() {
         Ok(CompiledContract { file, calendars, clocks })
     } else {
@@ -686,6 +781,75 @@ fn check_money(c: &mut Checker<'_>, m: &Money) {
     }
 }
 
+fn check_catalog(c: &mut Checker<'_>, file: &ContractFile) {
+    use crate::schedule::Frequency;
+    let mut ids = BTreeSet::new();
+    for d in &file.deliverables {
+        if !ids.insert(d.id.get_ref().clone()) {
+            c.at(
+                d.id.span(),
+                format!("deliverable id {:?} used twice", d.id.get_ref()),
+                "give every deliverable its own id",
+            );
+        }
+        if let Err(e) = Frequency::parse(d.due.get_ref()) {
+            c.at(d.due.span(), e, "e.g. \"daily by 23:00\", \"monthly on 5\", \"quarterly\"");
+        }
+    }
+    let mut duty_ids = BTreeSet::new();
+    for d in &file.duties {
+        if !duty_ids.insert(d.id.get_ref().clone()) {
+            c.at(d.id.span(), format!("duty id {:?} used twice", d.id.get_ref()), "give every duty its own id");
+        }
+        if let Err(e) = Frequency::parse(d.frequency.get_ref()) {
+            c.at(d.frequency.span(), e, "e.g. \"daily at 09:00, 15:00\", \"weekly x2\", \"monthly first monday\"");
+        }
+        if let Some(cal) = &d.calendar
+            && !file.calendars.contains_key(cal.get_ref())
+        {
+            c.at(cal.span(), format!("unknown calendar {:?}", cal.get_ref()), "name a calendar defined in this file");
+        }
+        if let Some(del) = &d.deliverable
+            && !ids.contains(del.get_ref())
+        {
+            c.at(del.span(), format!("unknown deliverable {:?}", del.get_ref()), "name a [[deliverables]] id");
+        }
+    }
+    for w in &file.staffing {
+        if !["all", "working_days", "non_working_days"].contains(&w.days.get_ref().as_str()) {
+            c.at(
+                w.days.span(),
+                format!("unknown days {:?}", w.days.get_ref()),
+                "all, working_days or non_working_days",
+            );
+        }
+        match parse_window(w.hours.get_ref()) {
+            Some((a, b)) if a < b => {}
+            _ => c.at(w.hours.span(), format!("not a time window: {:?}", w.hours.get_ref()), "write \"HH:MM-HH:MM\""),
+        }
+        for md in [&w.from, &w.to].into_iter().flatten() {
+            if parse_month_day(md.get_ref()).is_none() {
+                c.at(md.span(), "not a month and day", "write \"MM-DD\"");
+            }
+        }
+        if w.from.is_some() != w.to.is_some() {
+            c.at(w.hours.span(), "a season needs both from and to", "give both, or neither for the whole year");
+        }
+        if w.min_people == 0 || w.min_people > 1000 {
+            c.at(w.hours.span(), "min_people must be 1 to 1000", "");
+        }
+    }
+    for b in &file.budget {
+        if let Err(e) = Frequency::parse(b.cycle.get_ref()) {
+            c.at(b.cycle.span(), e, "e.g. \"monthly\"");
+        }
+    }
+    let total: f64 = file.payments.iter().map(|p| p.share_percent).sum();
+    if !file.payments.is_empty() && (total - 100.0).abs() > 0.01 {
+        c.at(0..0, format!("payment shares add up to {total}%, not 100%"), "check [[payments]] share_percent");
+    }
+}
+
 /// The contract in plain, stable lines ("L1 响应 response: 5 分钟 / 5 min (hotline)"): shown on
 /// pages and compared line by line to describe what an import changes.
 pub fn summary_lines(c: &CompiledContract) -> Vec<String> {
@@ -743,6 +907,30 @@ pub fn summary_lines(c: &CompiledContract) -> Vec<String> {
     }
     for e in &c.file.escalation {
         out.push(format!("升级 escalation {}: {} → {}", e.class, e.after.get_ref(), e.to.get_ref()));
+    }
+    for d in &c.file.duties {
+        out.push(format!("职责 duty {}: {} — {}", d.id.get_ref(), d.name, d.frequency.get_ref()));
+    }
+    for d in &c.file.deliverables {
+        out.push(format!("交付 deliverable {}: {} — {}", d.id.get_ref(), d.name, d.due.get_ref()));
+    }
+    for w in &c.file.staffing {
+        let season = match (&w.from, &w.to) {
+            (Some(f), Some(t)) => format!(" {}…{}", f.get_ref(), t.get_ref()),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "驻场 staffing {}{season} {}: ≥ {} 人 people",
+            w.days.get_ref(),
+            w.hours.get_ref(),
+            w.min_people
+        ));
+    }
+    if let Some(l) = &c.file.staffing_limits {
+        out.push(format!("人员变更 staff changes: ≤ {} per period", l.max_changes_per_period));
+    }
+    for p in &c.file.payments {
+        out.push(format!("付款 payment {}: {}% ({})", p.name, p.share_percent, p.condition));
     }
     if let Some(a) = &c.file.assessment {
         out.push(format!(
@@ -898,6 +1086,35 @@ mod tests {
             lines.contains(&"扣款 late_fix: 0.5% of period_fee per hour, cap 8% per occurrence".to_string()),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn service_catalog_staffing_and_payments_of_004() {
+        use crate::schedule::Frequency;
+        let c = check(SAMPLE.as_bytes()).unwrap();
+        let core = c.file.duties.iter().find(|d| d.id.get_ref() == "inspect.core").unwrap();
+        assert_eq!(Frequency::parse(core.frequency.get_ref()), Ok(Frequency::Daily { at: vec![540, 900], by: None }));
+        assert_eq!(c.file.deliverables.len(), 4);
+        assert_eq!(c.file.staffing.iter().filter(|w| w.min_people == 2).count(), 1);
+        assert_eq!(c.file.payments.iter().map(|p| p.share_percent).sum::<f64>(), 100.0);
+        let lines = summary_lines(&c);
+        assert!(
+            lines.contains(&"职责 duty inspect.core: 9 大基础子系统巡检 — daily at 09:00, 15:00".to_string()),
+            "{lines:#?}"
+        );
+        assert!(lines.contains(&"驻场 staffing working_days 09:00-17:00: ≥ 2 人 people".to_string()), "{lines:#?}");
+    }
+
+    #[test]
+    fn bad_catalog_entries() {
+        let e = errors(&SAMPLE.replacen("frequency = \"weekly x2\"", "frequency = \"sometimes\"", 1));
+        assert!(e[0].contains("not a frequency") && e[0].contains("hint:"), "{e:?}");
+        let e = errors(&SAMPLE.replacen("deliverable = \"daily_inspection\"", "deliverable = \"nosuch\"", 1));
+        assert!(e[0].contains("unknown deliverable"), "{e:?}");
+        let e = errors(&SAMPLE.replacen("share_percent = 25.0", "share_percent = 30.0", 1));
+        assert!(e[0].contains("add up to 105"), "{e:?}");
+        let e = errors(&SAMPLE.replacen("hours = \"09:00-17:00\"", "hours = \"17:00-09:00\"", 1));
+        assert!(e[0].contains("not a time window"), "{e:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod authz;
 pub mod calendar;
 pub mod contract;
 pub mod password;
+pub mod schedule;
 pub mod sla;
 pub mod text;
 pub mod totp;
