@@ -19,14 +19,16 @@ use crate::sla::{ClockRule, EventKind};
 pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContractFile {
+    #[schemars(with = "u32")]
     pub format: Spanned<u32>,
     pub contract: Header,
     #[serde(default)]
     pub sites: Vec<SiteDef>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, CalendarDef>")]
     pub calendars: BTreeMap<String, Spanned<CalendarDef>>,
     #[serde(default)]
     pub clocks: Vec<ClockDef>,
@@ -60,51 +62,61 @@ pub struct ContractFile {
     pub payments: Vec<Payment>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Duty {
+    #[schemars(with = "String")]
     pub id: Spanned<String>,
     pub name: String,
     /// What is checked or done, in the contract's words.
     #[serde(default)]
     pub scope: String,
     /// See [`crate::schedule::Frequency`].
+    #[schemars(with = "String")]
     pub frequency: Spanned<String>,
     /// Runs fall only on days this calendar serves (e.g. working days); default: every day.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub calendar: Option<Spanned<String>>,
     /// The deliverable the runs feed.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub deliverable: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deliverable {
+    #[schemars(with = "String")]
     pub id: Spanned<String>,
     pub name: String,
     /// See [`crate::schedule::Frequency`]; `by`/`on` give the due time.
+    #[schemars(with = "String")]
     pub due: Spanned<String>,
     #[serde(default)]
     pub to: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaffingWindow {
     /// "all", "working_days" or "non_working_days" (weekends and holidays).
+    #[schemars(with = "String")]
     pub days: Spanned<String>,
     /// Optional season ("MM-DD"), as in calendars.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub from: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub to: Option<Spanned<String>>,
     /// "HH:MM-HH:MM"
+    #[schemars(with = "String")]
     pub hours: Spanned<String>,
     pub min_people: u32,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaffingLimits {
     /// Changes of on-site staff allowed per assessment period without penalty.
@@ -113,10 +125,11 @@ pub struct StaffingLimits {
     pub changes_need_approval: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetLine {
     pub task: String,
+    #[schemars(with = "String")]
     pub cycle: Spanned<String>,
     pub count: u32,
     #[serde(default)]
@@ -127,7 +140,7 @@ pub struct BudgetLine {
     pub unit_price_yuan: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Payment {
     pub name: String,
@@ -137,10 +150,11 @@ pub struct Payment {
 }
 
 /// KP1: how the client scores the vendor each period (004 §(八)).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Assessment {
     /// "quarter" or "month".
+    #[schemars(with = "String")]
     pub period: Spanned<String>,
     pub base_points: f64,
     pub pass_mark: f64,
@@ -148,33 +162,40 @@ pub struct Assessment {
     #[serde(default)]
     pub bonus_limited_by_deductions: bool,
     /// "mean_of_periods": the annual result is the mean of the periods (KP3).
+    #[schemars(with = "String")]
     pub annual: Spanned<String>,
     pub rules: Vec<AssessmentRule>,
 }
 
 /// One line of a scorecard: which evidence, how many points per what, within which limits.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssessmentRule {
+    #[schemars(with = "String")]
     pub id: Spanned<String>,
     /// The item and sub-item as the contract names them.
     pub item: String,
     /// The contract's own words.
     pub criterion: String,
     /// Where the platform finds the occurrences (one of [`EVIDENCE`]).
+    #[schemars(with = "String")]
     pub evidence: Spanned<String>,
     /// Narrows the evidence, e.g. `{ clock = "response", level = "L1" }`.
     #[serde(default)]
     pub filter: BTreeMap<String, String>,
     /// Negative: a deduction; positive: a bonus.
+    #[schemars(with = "f64")]
     pub points: Spanned<f64>,
     /// What one `points` is for (one of [`PER`]).
+    #[schemars(with = "String")]
     pub per: Spanned<String>,
     /// The measured duration must exceed this (e.g. downtime "30m") …
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub above: Option<Spanned<String>>,
     /// … and be at most this.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub up_to: Option<Spanned<String>>,
     /// For percentages: points per point below this mark (satisfaction below 90 %).
     #[serde(default)]
@@ -188,7 +209,7 @@ pub struct AssessmentRule {
 }
 
 /// KP2: money rules (004 §(八)2(3) and 商务要求 违约责任).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Money {
     /// Each deducted point costs this much of the period's fee.
@@ -202,11 +223,13 @@ pub struct Money {
     pub rules: Vec<MoneyRule>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyRule {
+    #[schemars(with = "String")]
     pub id: Spanned<String>,
     pub criterion: String,
+    #[schemars(with = "String")]
     pub evidence: Spanned<String>,
     #[serde(default)]
     pub filter: BTreeMap<String, String>,
@@ -218,13 +241,16 @@ pub struct MoneyRule {
     pub percent: Option<f64>,
     /// "period_fee" or "contract_fee".
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub of: Option<Spanned<String>>,
+    #[schemars(with = "String")]
     pub per: Spanned<String>,
     /// At most this percentage of `of` …
     #[serde(default)]
     pub cap_percent: Option<f64>,
     /// … per "occurrence" or per "period".
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub cap_per: Option<Spanned<String>>,
 }
 
@@ -263,20 +289,23 @@ pub const EVIDENCE: &[&str] = &[
 pub const PER: &[&str] =
     &["occurrence", "item", "half_hour", "hour", "day", "percent_point", "percent_unfinished", "period"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
+    #[schemars(with = "String")]
     pub code: Spanned<String>,
     pub name: String,
     pub client: String,
     pub vendor: String,
+    #[schemars(with = "String")]
     pub starts_on: Spanned<String>,
+    #[schemars(with = "String")]
     pub ends_on: Spanned<String>,
     #[serde(default)]
     pub fee_yuan: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteDef {
     pub name: String,
@@ -285,64 +314,77 @@ pub struct SiteDef {
     pub address: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarDef {
     #[serde(default)]
     pub description: String,
     /// "all" or "working_days".
+    #[schemars(with = "String")]
     pub days: Spanned<String>,
     #[serde(default)]
     pub seasons: Vec<SeasonDef>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeasonDef {
     /// "MM-DD"
+    #[schemars(with = "String")]
     pub from: Spanned<String>,
+    #[schemars(with = "String")]
     pub to: Spanned<String>,
     /// "HH:MM-HH:MM", in order
+    #[schemars(with = "Vec<String>")]
     pub hours: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClockDef {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
+    #[schemars(with = "String")]
     pub calendar: Spanned<String>,
+    #[schemars(with = "String")]
     pub start: Spanned<String>,
+    #[schemars(with = "String")]
     pub stop: Spanned<String>,
     #[serde(default)]
     pub pausable: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LevelDef {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
     pub description: String,
     /// Clock name → target duration ("5m", "2h", "1w").
+    #[schemars(with = "BTreeMap<String, String>")]
     pub targets: BTreeMap<String, Spanned<String>>,
     /// Progress report cadence to the client (SD4), e.g. "1h".
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub progress_every: Option<Spanned<String>>,
     /// Who is told at start and end (SD4), as free text roles or departments.
     #[serde(default)]
     pub notify: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationStep {
     /// The incident class the step applies to (004 table 3.9: 重大, 严重, 一般, 轻微).
     pub class: String,
     /// Time since the ticket was created, e.g. "4h".
+    #[schemars(with = "String")]
     pub after: Spanned<String>,
     /// A contract role: service_desk, engineer, backline_expert, project_manager.
+    #[schemars(with = "String")]
     pub to: Spanned<String>,
 }
 
@@ -985,6 +1027,12 @@ pub fn changes(old: &[String], new: &[String]) -> Vec<String> {
     removed.chain(added).collect()
 }
 
+/// The JSON Schema of the contract file format, for editors (TOML language servers read JSON Schema).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(ContractFile);
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
 /// A duration in human terms, Chinese and English: "5 分钟 / 5 min", "1 周 / 1 week".
 pub fn human_duration(ms: i64) -> (String, String) {
     const UNITS: &[(i64, &str, &str)] =
@@ -1154,6 +1202,18 @@ mod tests {
             ]
         );
         assert!(changes(&lines, &lines).is_empty());
+    }
+
+    #[test]
+    fn published_schema_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/contract.schema.json");
+        let published = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            published == json_schema(),
+            "contracts/contract.schema.json is out of date: cargo run -q -p yunwei -- contract schema > contracts/contract.schema.json"
+        );
+        let v: serde_json::Value = serde_json::from_str(&published).unwrap();
+        assert!(v["properties"]["levels"].is_object() && v["properties"]["assessment"].is_object());
     }
 
     #[test]

@@ -14,6 +14,13 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/assets/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
         .route("/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+        // The contract file format's JSON Schema, for editors on the client's network.
+        .route(
+            "/contracts/schema.json",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "application/schema+json")], yunwei_core::contract::json_schema())
+            }),
+        )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -94,6 +94,8 @@ enum ContractCommand {
     Import { file: PathBuf },
     /// Print the current version of a contract's file.
     Export { code: String },
+    /// Print the JSON Schema of the contract file format (for editors).
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -280,6 +282,10 @@ async fn run(command: Command, mut config: Config) -> Result<i32> {
                 }
                 Err(e) => return Err(anyhow::anyhow!("{}", describe(e))),
             }
+            Ok(0)
+        }
+        Command::Contract { command: ContractCommand::Schema } => {
+            print!("{}", yunwei_core::contract::json_schema());
             Ok(0)
         }
         Command::Contract { command: ContractCommand::Export { code } } => {

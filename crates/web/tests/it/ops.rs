@@ -32,6 +32,9 @@ async fn health_metrics_and_headers(s: TestServer) {
     let page = b.get("/login").await.body;
     assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("//cdn"));
     assert_eq!(b.get("/assets/app.js").await.status, StatusCode::OK);
+    let schema = b.get("/contracts/schema.json").await;
+    assert_eq!(schema.status, StatusCode::OK);
+    assert_eq!(schema.json()["title"], "ContractFile");
 }
 both_engines!(health_metrics_and_headers);
 
