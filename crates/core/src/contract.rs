@@ -129,15 +129,24 @@ pub struct StaffingLimits {
 #[serde(deny_unknown_fields)]
 pub struct BudgetLine {
     pub task: String,
+    #[serde(default)]
+    pub description: String,
     #[schemars(with = "String")]
     pub cycle: Spanned<String>,
+    /// Runs per cycle.
     pub count: u32,
     #[serde(default)]
     pub minutes_per_run: Option<u32>,
     #[serde(default)]
     pub person_months: Option<f64>,
+    /// Price per person-month, or per unit when `units` is given.
     #[serde(default)]
     pub unit_price_yuan: Option<f64>,
+    /// Priced per device ("2台", "5台") instead of per person-month.
+    #[serde(default)]
+    pub units: Option<u32>,
+    /// The line's amount as the contract states it.
+    pub subtotal_yuan: f64,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -885,6 +894,20 @@ fn check_catalog(c: &mut Checker<'_>, file: &ContractFile) {
         if let Err(e) = Frequency::parse(b.cycle.get_ref()) {
             c.at(b.cycle.span(), e, "e.g. \"monthly\"");
         }
+        if !(b.subtotal_yuan.is_finite() && b.subtotal_yuan >= 0.0) {
+            c.at(b.cycle.span(), "subtotal_yuan must be a non-negative amount", "");
+        }
+    }
+    let budget: f64 = file.budget.iter().map(|b| b.subtotal_yuan).sum();
+    if let Some(fee) = file.contract.fee_yuan
+        && !file.budget.is_empty()
+        && (budget - fee).abs() > 0.5
+    {
+        c.at(
+            0..0,
+            format!("budget lines add up to ¥{budget:.2}, the fee is ¥{fee:.2}"),
+            "check [[budget]] subtotal_yuan and fee_yuan",
+        );
     }
     let total: f64 = file.payments.iter().map(|p| p.share_percent).sum();
     if !file.payments.is_empty() && (total - 100.0).abs() > 0.01 {
@@ -970,6 +993,9 @@ pub fn summary_lines(c: &CompiledContract) -> Vec<String> {
     }
     if let Some(l) = &c.file.staffing_limits {
         out.push(format!("人员变更 staff changes: ≤ {} per period", l.max_changes_per_period));
+    }
+    for b in &c.file.budget {
+        out.push(format!("预算 budget {}: {} ×{}, ¥{:.0}", b.task, b.cycle.get_ref(), b.count, b.subtotal_yuan));
     }
     for p in &c.file.payments {
         out.push(format!("付款 payment {}: {}% ({})", p.name, p.share_percent, p.condition));
@@ -1151,6 +1177,17 @@ mod tests {
             "{lines:#?}"
         );
         assert!(lines.contains(&"驻场 staffing working_days 09:00-17:00: ≥ 2 人 people".to_string()), "{lines:#?}");
+    }
+
+    #[test]
+    fn budget_lines_of_000_add_up_to_its_fee() {
+        let text = include_str!("../../../contracts/000-enping-machine-rooms.toml");
+        let c = check(text.as_bytes()).unwrap();
+        assert_eq!(c.file.budget.len(), 13);
+        let total: f64 = c.file.budget.iter().map(|b| b.subtotal_yuan).sum();
+        assert_eq!(total, 485_700.0);
+        let e = errors(&text.replacen("subtotal_yuan = 26000.0", "subtotal_yuan = 27000.0", 1));
+        assert!(e[0].contains("budget lines add up to ¥486700.00"), "{e:?}");
     }
 
     #[test]
