@@ -27,6 +27,9 @@ pub struct ContractFile {
     pub contract: Header,
     #[serde(default)]
     pub sites: Vec<SiteDef>,
+    /// The managed business systems (AS4); the asset ledger holds their components.
+    #[serde(default)]
+    pub systems: Vec<SystemDef>,
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, CalendarDef>")]
     pub calendars: BTreeMap<String, Spanned<CalendarDef>>,
@@ -325,6 +328,17 @@ pub struct SiteDef {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct SystemDef {
+    pub name: String,
+    /// A free grouping the contract uses ("基础子系统", "扩展子系统").
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CalendarDef {
     #[serde(default)]
     pub description: String,
@@ -569,6 +583,13 @@ pub fn check(bytes: &[u8]) -> Result<CompiledContract, Vec<Diagnostic>> {
         && e < s
     {
         c.at(h.ends_on.span(), "the contract ends before it starts", "check starts_on and ends_on");
+    }
+
+    let mut system_names = BTreeSet::new();
+    for s in &file.systems {
+        if s.name.trim().is_empty() || !system_names.insert(s.name.trim()) {
+            c.at(0..0, format!("system name {:?} is empty or listed twice", s.name), "list every business system once");
+        }
     }
 
     let mut calendars = BTreeMap::new();
@@ -931,6 +952,9 @@ pub fn summary_lines(c: &CompiledContract) -> Vec<String> {
     for s in &c.file.sites {
         out.push(format!("站点 site: {} ({})", s.name, s.kind));
     }
+    for s in &c.file.systems {
+        out.push(format!("系统 system: {} [{}]", s.name, s.group));
+    }
     for (name, cal) in &c.calendars {
         let days = match cal.days {
             Days::All => "每天 every day",
@@ -1169,6 +1193,7 @@ mod tests {
         let core = c.file.duties.iter().find(|d| d.id.get_ref() == "inspect.core").unwrap();
         assert_eq!(Frequency::parse(core.frequency.get_ref()), Ok(Frequency::Daily { at: vec![540, 900], by: None }));
         assert_eq!(c.file.deliverables.len(), 4);
+        assert_eq!(c.file.systems.len(), 22, "004 names 22 subsystems");
         assert_eq!(c.file.staffing.iter().filter(|w| w.min_people == 2).count(), 1);
         assert_eq!(c.file.payments.iter().map(|p| p.share_percent).sum::<f64>(), 100.0);
         let lines = summary_lines(&c);
