@@ -571,6 +571,15 @@ pub fn check(bytes: &[u8]) -> Result<CompiledContract, Vec<Diagnostic>> {
     {
         c.at(h.code.span(), "the contract code must be letters, digits, '-' or '_'", "e.g. \"CD-DCM-2022\"");
     }
+    for (what, value) in [("name", &h.name), ("client", &h.client), ("vendor", &h.vendor)] {
+        // The same limits as a contract entered through the pages.
+        if let Err(m) = crate::text::single_line(value, 200, what == "name") {
+            c.at(h.code.span(), format!("contract {what} {}", m.en), "one line of at most 200 characters");
+        }
+    }
+    if h.code.get_ref().chars().count() > 40 {
+        c.at(h.code.span(), "the contract code is longer than 40 characters", "a short code such as \"CD-DCM-2022\"");
+    }
     let start = crate::calendar::parse_date(h.starts_on.get_ref());
     let end = crate::calendar::parse_date(h.ends_on.get_ref());
     if start.is_none() {
@@ -1150,6 +1159,12 @@ mod tests {
         assert!(e.iter().any(|m| m.contains("no start event")), "{e:?}");
         let e = errors(&SAMPLE.replacen("format = 1", "format = 1\nsurprise = true", 1));
         assert!(e[0].contains("unknown field"), "{e:?}");
+        let e = errors(&SAMPLE.replacen(
+            "name = \"成都市数字化城市管理信息系统年度运维服务\"",
+            &format!("name = \"{}\"", "长".repeat(201)),
+            1,
+        ));
+        assert!(e[0].contains("contract name is too long"), "{e:?}");
         let e = errors("format = [");
         assert!(e[0].starts_with("1:"), "{e:?}");
         let mut gbk = SAMPLE.as_bytes().to_vec();
