@@ -7,6 +7,7 @@ mod access;
 mod audit;
 mod auth;
 mod bad_input;
+mod browser;
 mod contract_files;
 mod ops;
 mod storage;
