@@ -11,6 +11,7 @@ pub mod password;
 pub mod schedule;
 pub mod sla;
 pub mod text;
+pub mod ticket;
 pub mod totp;
 
 /// A message shown to people: Chinese first, English second.
