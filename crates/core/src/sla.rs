@@ -137,13 +137,14 @@ fn status_from_segments(
     let mut due = None;
     for &(a, b) in segments {
         let end = b.unwrap_or(now).max(a);
-        let chunk = cal.business_between(a, end.min(now.max(a)), holidays, &mut span);
+        // Business time of the whole segment, and of the part before `now` (the same for every
+        // closed segment, so it is computed once in the hot path).
+        let whole = cal.business_between(a, end, holidays, &mut span);
+        let chunk = if end <= now { whole } else { cal.business_between(a, now.max(a), holidays, &mut span) };
         if let (Some(t), None) = (target, due) {
             let remaining = t - used;
-            if b.is_none() {
-                // The open segment: the due time lies ahead (or at) the point reached so far.
-                due = cal.add_business(a, remaining.max(0), holidays, &mut span);
-            } else if cal.business_between(a, end, holidays, &mut span) >= remaining {
+            // The open segment holds the due time ahead (or at) the point reached so far.
+            if b.is_none() || whole >= remaining {
                 due = cal.add_business(a, remaining.max(0), holidays, &mut span);
             }
         }

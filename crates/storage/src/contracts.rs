@@ -122,17 +122,10 @@ pub struct ContractInput {
     pub ends_on: String,
 }
 
+/// A real `YYYY-MM-DD` date in a plausible contract range.
 fn valid_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if !s.is_ascii() || b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let (Ok(y), Ok(m), Ok(d)) = (s[0..4].parse::<u32>(), s[5..7].parse::<u32>(), s[8..10].parse::<u32>()) else {
-        return false;
-    };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    (1990..=2200).contains(&y) && (1..=12).contains(&m) && d >= 1 && d <= days[(m - 1) as usize]
+    yunwei_core::calendar::parse_date(s)
+        .is_some_and(|d| (1990..=2200).contains(&yunwei_core::calendar::civil_from_days(d).0))
 }
 
 fn validate(input: &ContractInput) -> StoreResult<ContractInput> {

@@ -44,10 +44,7 @@ pub(crate) struct AuditQuery {
 
 /// Start of a Shanghai calendar day in UTC epoch ms.
 fn day_start_ms(date: &str) -> Option<i64> {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    let d = time::Date::parse(date.trim(), &fmt).ok()?;
-    let dt = d.midnight().assume_offset(time::macros::offset!(+8));
-    Some((dt.unix_timestamp_nanos() / 1_000_000) as i64)
+    yunwei_core::calendar::parse_date(date.trim()).map(yunwei_core::calendar::day_start_utc)
 }
 
 impl AuditQuery {
