@@ -68,6 +68,15 @@ pub enum ContractPermission {
     SiteRead,
     /// Create, change and delete sites and machine rooms.
     SiteWrite,
+    /// See tickets: all of the contract's, or only one's own for client end users.
+    TicketRead,
+    /// Report a ticket (end users through the portal, the desk for callers).
+    TicketCreate,
+    /// Work tickets: dispatch, handle, internal comments, time spent, links, analysis. Which
+    /// lifecycle step each role may take is decided by `ticket::transition`.
+    TicketWork,
+    /// Ticket lists of the whole contract, statistics and Excel export.
+    TicketReport,
 }
 
 impl AdminRole {
@@ -156,6 +165,9 @@ impl ContractRole {
             MemberRead => !matches!(self, ClientEndUser),
             SiteRead => !matches!(self, ClientEndUser),
             SiteWrite => matches!(self, Engineer | ProjectManager),
+            TicketRead | TicketCreate => true,
+            TicketWork => !self.is_client_side(),
+            TicketReport => !matches!(self, ClientEndUser),
         }
     }
 }
@@ -191,11 +203,15 @@ impl AdminPermission {
 }
 
 impl ContractPermission {
-    pub const ALL: [ContractPermission; 4] = [
+    pub const ALL: [ContractPermission; 8] = [
         ContractPermission::ContractRead,
         ContractPermission::MemberRead,
         ContractPermission::SiteRead,
         ContractPermission::SiteWrite,
+        ContractPermission::TicketRead,
+        ContractPermission::TicketCreate,
+        ContractPermission::TicketWork,
+        ContractPermission::TicketReport,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -204,6 +220,10 @@ impl ContractPermission {
             ContractPermission::MemberRead => "member.read",
             ContractPermission::SiteRead => "site.read",
             ContractPermission::SiteWrite => "site.write",
+            ContractPermission::TicketRead => "ticket.read",
+            ContractPermission::TicketCreate => "ticket.create",
+            ContractPermission::TicketWork => "ticket.work",
+            ContractPermission::TicketReport => "ticket.report",
         }
     }
 }

@@ -63,6 +63,77 @@ pub struct ContractFile {
     /// The payment schedule.
     #[serde(default)]
     pub payments: Vec<Payment>,
+    /// How the service desk handles tickets (SD5, SD7, SD8, auto-close); absent: the defaults.
+    #[serde(default)]
+    pub desk: Option<DeskDef>,
+}
+
+/// `[desk]`: the service desk's rules. Every field is optional; an absent field takes its default.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeskDef {
+    /// A ticket waiting for the reporter's confirmation closes by itself after this many Chinese
+    /// working days (holidays excluded, make-up workdays included); 0: never. Default 3, at most 30.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(max = 30), extend("default" = 3))]
+    pub auto_close_working_days: Option<Spanned<u32>>,
+    /// SD5: a ticket not resolved this many working days after it was received is reported to its
+    /// reporter, and again every further this many working days; 0: off. Default 3, at most 30.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(max = 30), extend("default" = 3))]
+    pub progress_notice_working_days: Option<Spanned<u32>>,
+    /// The assignee is reminded when this share of a running clock's target is used. Default 80,
+    /// 1 to 99.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 99), extend("default" = 80))]
+    pub reminder_at_percent: Option<Spanned<u32>>,
+    /// SD7: a fault needs its analysis record (cause, handling, impact, recommendations) before it
+    /// can be solved. Default false.
+    #[serde(default)]
+    #[schemars(extend("default" = false))]
+    pub fault_analysis_required: Option<bool>,
+    /// SD8: service requests wait for the client supervisor's approval. Default false.
+    #[serde(default)]
+    #[schemars(extend("default" = false))]
+    pub requests_need_approval: Option<bool>,
+    /// The clock that measures dispatching (SD2); it must exist in `[[clocks]]` and stop at the
+    /// milestone "dispatched".
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub dispatch_clock: Option<Spanned<String>>,
+}
+
+/// The desk's rules with every default resolved (`[desk]` in the contract file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeskRules {
+    /// 0: never closes automatically.
+    pub auto_close_working_days: u32,
+    /// 0: no progress notices to the reporter.
+    pub progress_notice_working_days: u32,
+    /// 1 to 99.
+    pub reminder_at_percent: u32,
+    pub fault_analysis_required: bool,
+    pub requests_need_approval: bool,
+    pub dispatch_clock: Option<String>,
+}
+
+/// Largest `auto_close_working_days` and `progress_notice_working_days`.
+pub const MAX_DESK_WORKING_DAYS: u32 = 30;
+
+/// The milestone that stops the `dispatch_clock`.
+pub const DISPATCHED: &str = "dispatched";
+
+impl Default for DeskRules {
+    fn default() -> Self {
+        DeskRules {
+            auto_close_working_days: 3,
+            progress_notice_working_days: 3,
+            reminder_at_percent: 80,
+            fault_analysis_required: false,
+            requests_need_approval: false,
+            dispatch_clock: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -522,6 +593,8 @@ pub struct CompiledContract {
     pub calendars: BTreeMap<String, Calendar>,
     /// Each clock's rule with the name of its calendar.
     pub clocks: Vec<(ClockRule, String)>,
+    /// The desk's rules (`[desk]`, defaults filled in).
+    pub desk: DeskRules,
 }
 
 /// Parses and checks a contract file. Returns every problem found, not just the first.
@@ -762,12 +835,67 @@ pub fn check(bytes: &[u8]) -> Result<CompiledContract, Vec<Diagnostic>> {
         check_money(&mut c, m);
     }
     check_catalog(&mut c, &file);
+    let desk = file.desk.as_ref().map(|d| check_desk(&mut c, d, &file.clocks)).unwrap_or_default();
     if c.out.is_empty() {
-        Ok(CompiledContract { file, calendars, clocks })
+        Ok(CompiledContract { file, calendars, clocks, desk })
     } else {
         c.out.sort_by_key(|d| (d.line, d.column));
         Err(c.out)
     }
+}
+
+fn check_desk(c: &mut Checker<'_>, d: &DeskDef, clocks: &[ClockDef]) -> DeskRules {
+    let mut rules = DeskRules::default();
+    for (value, slot, what, hint) in [
+        (
+            &d.auto_close_working_days,
+            &mut rules.auto_close_working_days,
+            "auto_close_working_days",
+            "0 (never) to 30 working days, e.g. 3",
+        ),
+        (
+            &d.progress_notice_working_days,
+            &mut rules.progress_notice_working_days,
+            "progress_notice_working_days",
+            "0 (off) to 30 working days, e.g. 3",
+        ),
+    ] {
+        if let Some(v) = value {
+            if *v.get_ref() > MAX_DESK_WORKING_DAYS {
+                c.at(v.span(), format!("{what} = {} is more than {MAX_DESK_WORKING_DAYS}", v.get_ref()), hint);
+            } else {
+                *slot = *v.get_ref();
+            }
+        }
+    }
+    if let Some(p) = &d.reminder_at_percent {
+        if (1..=99).contains(p.get_ref()) {
+            rules.reminder_at_percent = *p.get_ref();
+        } else {
+            c.at(p.span(), format!("reminder_at_percent = {} is not 1 to 99", p.get_ref()), "e.g. 80");
+        }
+    }
+    rules.fault_analysis_required = d.fault_analysis_required.unwrap_or(false);
+    rules.requests_need_approval = d.requests_need_approval.unwrap_or(false);
+    if let Some(name) = &d.dispatch_clock {
+        match clocks.iter().find(|k| k.name.get_ref().trim() == name.get_ref().trim()) {
+            None => {
+                let known: Vec<&str> = clocks.iter().map(|k| k.name.get_ref().as_str()).collect();
+                c.at(
+                    name.span(),
+                    format!("dispatch_clock: unknown clock {:?}", name.get_ref()),
+                    format!("clocks: {}", known.join(", ")),
+                );
+            }
+            Some(k) if k.stop.get_ref().trim() != DISPATCHED => c.at(
+                name.span(),
+                format!("dispatch_clock {:?} stops at {:?}, not at \"{DISPATCHED}\"", name.get_ref(), k.stop.get_ref()),
+                format!("give that clock stop = \"{DISPATCHED}\""),
+            ),
+            Some(_) => rules.dispatch_clock = Some(name.get_ref().trim().to_string()),
+        }
+    }
+    rules
 }
 
 fn check_known(c: &mut Checker<'_>, value: &Spanned<String>, known: &[&str], what: &str) {
@@ -1006,6 +1134,7 @@ pub fn summary_lines(c: &CompiledContract) -> Vec<String> {
     for e in &c.file.escalation {
         out.push(format!("升级 escalation {}: {} → {}", e.class, e.after.get_ref(), e.to.get_ref()));
     }
+    out.extend(desk_lines(&c.desk));
     for d in &c.file.duties {
         out.push(format!("职责 duty {}: {} — {}", d.id.get_ref(), d.name, d.frequency.get_ref()));
     }
@@ -1071,6 +1200,45 @@ pub fn summary_lines(c: &CompiledContract) -> Vec<String> {
                 .unwrap_or_default();
             out.push(format!("扣款 {}: {what} per {}{cap}", r.id.get_ref(), r.per.get_ref()));
         }
+    }
+    out
+}
+
+/// The desk's rules in plain words, one line each, defaults included (they apply all the same).
+fn desk_lines(d: &DeskRules) -> Vec<String> {
+    let days = |n: u32| if n == 1 { "1 working day".to_string() } else { format!("{n} working days") };
+    let mut out = vec![
+        match d.auto_close_working_days {
+            0 => "服务台 desk 自动结案 auto-close: 不自动结案 / never".to_string(),
+            n => format!(
+                "服务台 desk 自动结案 auto-close: 待确认 {n} 个工作日后 / after {} awaiting confirmation",
+                days(n)
+            ),
+        },
+        match d.progress_notice_working_days {
+            0 => "服务台 desk 进度告知 progress notice: 不告知 / off".to_string(),
+            n => format!(
+                "服务台 desk 进度告知 progress notice: 未解决每 {n} 个工作日告知报告人 / reporter told every {} until resolved",
+                days(n)
+            ),
+        },
+        format!(
+            "服务台 desk 时限提醒 reminder: 用去 {p}% 时提醒处理人 / assignee reminded at {p}% of a target",
+            p = d.reminder_at_percent
+        ),
+        if d.fault_analysis_required {
+            "服务台 desk 故障分析 fault analysis: 解决前必须填写 / required before solving".to_string()
+        } else {
+            "服务台 desk 故障分析 fault analysis: 不要求 / not required".to_string()
+        },
+        if d.requests_need_approval {
+            "服务台 desk 服务请求审批 request approval: 须业主负责人审批 / by the client supervisor".to_string()
+        } else {
+            "服务台 desk 服务请求审批 request approval: 不需要 / not needed".to_string()
+        },
+    ];
+    if let Some(clock) = &d.dispatch_clock {
+        out.push(format!("服务台 desk 交办时限 dispatch clock: {clock}"));
     }
     out
 }
@@ -1255,6 +1423,71 @@ mod tests {
         assert!(e[0].contains("used twice"), "{e:?}");
         let e = errors(&SAMPLE.replacen("up_to = \"1h\"", "up_to = \"10m\"", 1));
         assert!(e[0].contains("up_to must be longer"), "{e:?}");
+    }
+
+    #[test]
+    fn desk_rules_are_checked_with_positions_and_summarised() {
+        let c = check(SAMPLE.as_bytes()).unwrap();
+        assert!(c.desk.fault_analysis_required && c.desk.requests_need_approval);
+        assert_eq!(c.desk.dispatch_clock.as_deref(), Some("dispatch"));
+        let lines = summary_lines(&c);
+        for want in [
+            "服务台 desk 自动结案 auto-close: 待确认 3 个工作日后 / after 3 working days awaiting confirmation",
+            "服务台 desk 进度告知 progress notice: 未解决每 3 个工作日告知报告人 / reporter told every 3 working days until resolved",
+            "服务台 desk 时限提醒 reminder: 用去 80% 时提醒处理人 / assignee reminded at 80% of a target",
+            "服务台 desk 故障分析 fault analysis: 解决前必须填写 / required before solving",
+            "服务台 desk 服务请求审批 request approval: 须业主负责人审批 / by the client supervisor",
+            "服务台 desk 交办时限 dispatch clock: dispatch",
+        ] {
+            assert!(lines.contains(&want.to_string()), "{want}\n{lines:#?}");
+        }
+        let changed =
+            check(SAMPLE.replacen("auto_close_working_days = 3", "auto_close_working_days = 0", 1).as_bytes());
+        assert_eq!(
+            changes(&lines, &summary_lines(&changed.unwrap())),
+            vec![
+                "- 服务台 desk 自动结案 auto-close: 待确认 3 个工作日后 / after 3 working days awaiting confirmation",
+                "+ 服务台 desk 自动结案 auto-close: 不自动结案 / never",
+            ]
+        );
+
+        let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        for (from, to, message) in [
+            (
+                "auto_close_working_days = 3",
+                "auto_close_working_days = 31",
+                "auto_close_working_days = 31 is more than 30",
+            ),
+            (
+                "progress_notice_working_days = 3",
+                "progress_notice_working_days = 99",
+                "progress_notice_working_days = 99 is more than 30",
+            ),
+            ("reminder_at_percent = 80", "reminder_at_percent = 100", "reminder_at_percent = 100 is not 1 to 99"),
+            ("reminder_at_percent = 80", "reminder_at_percent = 0", "reminder_at_percent = 0 is not 1 to 99"),
+            (
+                "dispatch_clock = \"dispatch\"",
+                "dispatch_clock = \"nosuch\"",
+                "dispatch_clock: unknown clock \"nosuch\"",
+            ),
+            (
+                "dispatch_clock = \"dispatch\"",
+                "dispatch_clock = \"response\"",
+                "dispatch_clock \"response\" stops at \"responded\", not at \"dispatched\"",
+            ),
+        ] {
+            let bad = SAMPLE.replacen(from, to, 1);
+            let e = errors(&bad);
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(e[0].contains(message) && e[0].contains("hint:"), "{e:?}");
+            assert!(e[0].starts_with(&format!("{}:", line_of(&bad, to))), "{e:?}");
+        }
+        let e = errors(&SAMPLE.replacen("reminder_at_percent = 80", "reminder_at_percent = 80\nsnooze = true", 1));
+        assert!(e[0].contains("unknown field `snooze`"), "{e:?}");
+        let e = errors(&SAMPLE.replacen("auto_close_working_days = 3", "auto_close_working_days = -1", 1));
+        assert!(e[0].starts_with(&format!("{}:", line_of(SAMPLE, "auto_close_working_days = 3"))), "{e:?}");
+        let e = errors(&SAMPLE.replacen("fault_analysis_required = true", "fault_analysis_required = \"yes\"", 1));
+        assert!(!e.is_empty());
     }
 
     #[test]

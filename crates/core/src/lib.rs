@@ -7,6 +7,8 @@ pub mod audit;
 pub mod authz;
 pub mod calendar;
 pub mod contract;
+pub mod desk;
+pub mod filetype;
 pub mod password;
 pub mod schedule;
 pub mod sla;

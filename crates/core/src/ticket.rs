@@ -57,6 +57,177 @@ pub enum Action {
     Cancel,
 }
 
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Fault, Kind::ServiceRequest, Kind::Consultation, Kind::Problem];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Fault => "fault",
+            Kind::ServiceRequest => "service_request",
+            Kind::Consultation => "consultation",
+            Kind::Problem => "problem",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn label(self) -> Msg {
+        match self {
+            Kind::Fault => Msg::new("故障", "Fault"),
+            Kind::ServiceRequest => Msg::new("服务请求", "Service request"),
+            Kind::Consultation => Msg::new("咨询", "Consultation"),
+            Kind::Problem => Msg::new("问题", "Problem"),
+        }
+    }
+}
+
+impl State {
+    pub const ALL: [State; 8] = [
+        State::AwaitingApproval,
+        State::Recorded,
+        State::Dispatched,
+        State::InProgress,
+        State::Suspended,
+        State::AwaitingConfirmation,
+        State::Closed,
+        State::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::AwaitingApproval => "awaiting_approval",
+            State::Recorded => "recorded",
+            State::Dispatched => "dispatched",
+            State::InProgress => "in_progress",
+            State::Suspended => "suspended",
+            State::AwaitingConfirmation => "awaiting_confirmation",
+            State::Closed => "closed",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn label(self) -> Msg {
+        match self {
+            State::AwaitingApproval => Msg::new("待审批", "Awaiting approval"),
+            State::Recorded => Msg::new("已受理", "Recorded"),
+            State::Dispatched => Msg::new("已交办", "Dispatched"),
+            State::InProgress => Msg::new("处理中", "In progress"),
+            State::Suspended => Msg::new("挂起", "Suspended"),
+            State::AwaitingConfirmation => Msg::new("待确认", "Awaiting confirmation"),
+            State::Closed => Msg::new("已结案", "Closed"),
+            State::Cancelled => Msg::new("已取消", "Cancelled"),
+        }
+    }
+
+    /// Open tickets are those still owed work or an answer.
+    pub fn is_open(self) -> bool {
+        !matches!(self, State::Closed | State::Cancelled)
+    }
+}
+
+impl Action {
+    pub const ALL: [Action; 13] = [
+        Action::Approve,
+        Action::RejectRequest,
+        Action::Dispatch,
+        Action::Accept,
+        Action::Arrive,
+        Action::Suspend,
+        Action::Resume,
+        Action::Solve,
+        Action::Confirm,
+        Action::RejectSolution,
+        Action::AutoClose,
+        Action::Reopen,
+        Action::Cancel,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Approve => "approve",
+            Action::RejectRequest => "reject_request",
+            Action::Dispatch => "dispatch",
+            Action::Accept => "accept",
+            Action::Arrive => "arrive",
+            Action::Suspend => "suspend",
+            Action::Resume => "resume",
+            Action::Solve => "solve",
+            Action::Confirm => "confirm",
+            Action::RejectSolution => "reject_solution",
+            Action::AutoClose => "auto_close",
+            Action::Reopen => "reopen",
+            Action::Cancel => "cancel",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn label(self) -> Msg {
+        match self {
+            Action::Approve => Msg::new("审批通过", "Approve"),
+            Action::RejectRequest => Msg::new("驳回请求", "Reject request"),
+            Action::Dispatch => Msg::new("交办", "Dispatch"),
+            Action::Accept => Msg::new("接单", "Accept"),
+            Action::Arrive => Msg::new("到场", "Arrived on site"),
+            Action::Suspend => Msg::new("挂起", "Suspend"),
+            Action::Resume => Msg::new("恢复处理", "Resume"),
+            Action::Solve => Msg::new("已解决", "Solved"),
+            Action::Confirm => Msg::new("确认解决", "Confirm"),
+            Action::RejectSolution => Msg::new("未解决", "Not solved"),
+            Action::AutoClose => Msg::new("自动结案", "Closed automatically"),
+            Action::Reopen => Msg::new("重新打开", "Reopen"),
+            Action::Cancel => Msg::new("取消", "Cancel"),
+        }
+    }
+}
+
+/// The SLA engine's event, as stored with a ticket's history ("created", "level:L1", …, or a
+/// contract milestone such as "dispatched").
+pub fn sla_event_name(kind: &EventKind) -> String {
+    match kind {
+        EventKind::Created => "created".into(),
+        EventKind::LevelSet(l) => format!("level:{l}"),
+        EventKind::Responded => "responded".into(),
+        EventKind::Arrived => "arrived".into(),
+        EventKind::Suspended => "suspended".into(),
+        EventKind::Resumed => "resumed".into(),
+        EventKind::Resolved => "resolved".into(),
+        EventKind::Reopened => "reopened".into(),
+        EventKind::Confirmed => "confirmed".into(),
+        EventKind::Custom(c) => c.clone(),
+    }
+}
+
+pub fn parse_sla_event(s: &str) -> EventKind {
+    match s {
+        "created" => EventKind::Created,
+        "responded" => EventKind::Responded,
+        "arrived" => EventKind::Arrived,
+        "suspended" => EventKind::Suspended,
+        "resumed" => EventKind::Resumed,
+        "resolved" => EventKind::Resolved,
+        "reopened" => EventKind::Reopened,
+        "confirmed" => EventKind::Confirmed,
+        other => match other.strip_prefix("level:") {
+            Some(l) => EventKind::LevelSet(l.to_string()),
+            None => EventKind::Custom(other.to_string()),
+        },
+    }
+}
+
+/// The contract milestone a dispatch produces (a dispatch clock stops on it, SD2).
+pub const DISPATCHED: &str = "dispatched";
+/// The milestone of a submitted major-incident summary report (SD7).
+pub const SUMMARY_SUBMITTED: &str = "summary_submitted";
+
 /// What is known about the caller and the ticket when an action is asked for.
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
@@ -132,7 +303,7 @@ pub fn transition(state: State, action: Action, ctx: &Context) -> Result<Outcome
                 return refuse("您的角色不能派单", "Your role cannot dispatch tickets");
             }
             // A transfer keeps the work going; a first dispatch waits for the assignee to accept.
-            ok(if state == InProgress { InProgress } else { Dispatched }, vec![])
+            ok(if state == InProgress { InProgress } else { Dispatched }, vec![EventKind::Custom(DISPATCHED.into())])
         }
         (Dispatched, Accept) if ctx.is_assignee => ok(InProgress, vec![EventKind::Responded]),
         (_, Accept) => refuse("只有被派单人可以接单", "Only the assignee can take the ticket up"),

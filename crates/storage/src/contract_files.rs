@@ -132,6 +132,7 @@ pub async fn import(db: &Db, scope: &AdminScope, bytes: &[u8], now_ms: i64) -> S
     )
     .await?;
     tx.commit().await?;
+    db.rules_cache.forget_current(id);
     Ok(ImportOutcome { contract_id: id, version, created: contract_id.is_none(), unchanged: false, changes })
 }
 

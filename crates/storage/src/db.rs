@@ -78,10 +78,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_contract_files.sql"),
         postgres: include_str!("../migrations/postgres/0002_contract_files.sql"),
     },
+    Migration {
+        version: 3,
+        name: "service_desk",
+        sqlite: include_str!("../migrations/sqlite/0003_service_desk.sql"),
+        postgres: include_str!("../migrations/postgres/0003_service_desk.sql"),
+    },
 ];
 
 /// The schema version this binary expects.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A pool on one of the two engines, plus the key that seals secrets at rest.
 #[derive(Clone)]
@@ -92,6 +98,10 @@ pub struct Db {
     /// The security policy is read on every request; it changes rarely. Cached for a few seconds
     /// (another node's change takes effect here within that time; this node's at once).
     pub(crate) policy_cache: Arc<std::sync::Mutex<Option<(std::time::Instant, yunwei_core::password::SecurityPolicy)>>>,
+    /// Compiled contract files and the holiday table, which every ticket change consults.
+    pub(crate) rules_cache: Arc<crate::rules::RulesCache>,
+    /// Whether notifications also queue emails (set when SMTP is configured).
+    pub(crate) email_enabled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Db {
@@ -131,7 +141,14 @@ impl Db {
             pool_options
         };
         let pool = pool_options.connect_with(options).await?;
-        let db = Db { pool, backend, secrets: Arc::new(secrets), policy_cache: Arc::default() };
+        let db = Db {
+            pool,
+            backend,
+            secrets: Arc::new(secrets),
+            policy_cache: Arc::default(),
+            rules_cache: Arc::default(),
+            email_enabled: Arc::default(),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -181,7 +198,7 @@ impl Db {
             Backend::Postgres => self.pool.begin().await?,
         };
         sqlx::query("UPDATE audit_head SET touched_at = $1 WHERE id = 1").bind(now_ms).execute(&mut *tx).await?;
-        Ok(WriteTx { tx, now_ms, audited: 0 })
+        Ok(WriteTx { tx, now_ms, audited: 0, email_enabled: self.email_enabled.clone() })
     }
 
     /// Records an event that changes nothing else (a failed login, a denied request).
@@ -246,6 +263,7 @@ pub struct WriteTx {
     tx: sqlx::Transaction<'static, Any>,
     now_ms: i64,
     audited: u32,
+    pub(crate) email_enabled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WriteTx {
@@ -300,6 +318,13 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         self.audited += 1;
+        Ok(())
+    }
+
+    /// Commits a transaction that changed only derived bookkeeping no person asked for (when the
+    /// scheduler must look at a ticket next). Anything a person or a rule changes uses [`commit`].
+    pub(crate) async fn commit_bookkeeping(self) -> StoreResult<()> {
+        self.tx.commit().await?;
         Ok(())
     }
 

@@ -49,5 +49,6 @@ pub async fn import_year(db: &Db, scope: &AdminScope, text: &str, now_ms: i64) -
     .await?;
     tx.audit(AuditEntry::new(scope.actor(), "calendar.import", format!("holiday_year:{year}"))).await?;
     tx.commit().await?;
+    db.rules_cache.forget_holidays();
     Ok(year)
 }

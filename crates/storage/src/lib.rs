@@ -9,17 +9,24 @@
 //! - Every write runs in a [`WriteTx`] that appends its audit record in the same transaction: a change
 //!   without its audit record cannot be committed, and a failed change leaves no audit record.
 
+pub mod attachments;
 pub mod audit;
 pub mod contract_files;
 pub mod contracts;
 mod db;
+pub mod desk_jobs;
 mod error;
 pub mod holidays;
+pub mod mail;
+pub mod notifications;
 mod principal;
+pub mod rules;
 pub mod secrets;
 pub mod sessions;
 pub mod settings;
 pub mod sites;
+pub mod ticket_stats;
+pub mod tickets;
 pub mod tokens;
 pub mod users;
 
@@ -32,10 +39,16 @@ pub use principal::{Actor, AdminScope, ContractScope, Principal};
 #[derive(Debug, Default)]
 pub struct Clock {
     offset_ms: std::sync::atomic::AtomicI64,
+    /// When non-zero, the clock stands still at this instant (tests asserting exact due times).
+    frozen_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Clock {
     pub fn now_ms(&self) -> i64 {
+        let frozen = self.frozen_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if frozen != 0 {
+            return frozen;
+        }
         let real = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -45,7 +58,16 @@ impl Clock {
 
     /// Moves this clock forward (tests only need this; production never calls it).
     pub fn advance_ms(&self, ms: i64) {
+        let frozen = self.frozen_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if frozen != 0 {
+            self.frozen_ms.store(frozen + ms, std::sync::atomic::Ordering::Relaxed);
+        }
         self.offset_ms.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stops this clock at an instant (tests only).
+    pub fn freeze_at(&self, ms: i64) {
+        self.frozen_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

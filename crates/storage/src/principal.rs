@@ -114,7 +114,7 @@ impl Principal {
                 ContractRole::ProjectManager
             }
         };
-        Ok(ContractScope { contract_id, role, actor: self.actor.clone() })
+        Ok(ContractScope { contract_id, role, actor: self.actor.clone(), platform: false })
     }
 
     /// The administrator scope for one permission, or `Forbidden`.
@@ -140,9 +140,26 @@ pub struct ContractScope {
     contract_id: i64,
     role: ContractRole,
     actor: Actor,
+    /// The platform itself (the desk scheduler closing a ticket nobody confirmed): no person's role.
+    platform: bool,
 }
 
 impl ContractScope {
+    /// The scheduler's own scope in one contract. Crate-private: only background jobs of this crate
+    /// act without a person, and they are audited as `platform`.
+    pub(crate) fn platform(contract_id: i64) -> Self {
+        ContractScope {
+            contract_id,
+            role: ContractRole::ProjectManager,
+            actor: Actor { user_id: None, name: "platform".into(), source_ip: String::new() },
+            platform: true,
+        }
+    }
+
+    pub fn is_platform(&self) -> bool {
+        self.platform
+    }
+
     pub fn contract_id(&self) -> i64 {
         self.contract_id
     }

@@ -24,7 +24,9 @@ pub mod api;
 mod assets;
 pub mod auth;
 mod error;
+mod export;
 mod i18n;
+pub mod jobs;
 mod metrics;
 mod security;
 mod serve;
@@ -47,6 +49,9 @@ pub struct WebConfig {
     /// Whether a TLS-terminating reverse proxy sits in front (then `X-Forwarded-For` and
     /// `X-Forwarded-Proto` from it are trusted).
     pub behind_tls_proxy: bool,
+    /// Where ticket attachments are stored: outside anything served, readable by this server only.
+    /// Without it uploads answer 503.
+    pub attachments_dir: Option<std::path::PathBuf>,
 }
 
 /// What every handler can reach.

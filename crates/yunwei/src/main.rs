@@ -404,8 +404,13 @@ async fn serve(config: Config, demo: bool) -> Result<i32> {
     let state = yunwei_web::AppState::new(
         db.clone(),
         Arc::new(Clock::default()),
-        yunwei_web::WebConfig { tls: tls.is_some(), behind_tls_proxy: config.behind_tls_proxy },
+        yunwei_web::WebConfig {
+            tls: tls.is_some(),
+            behind_tls_proxy: config.behind_tls_proxy,
+            attachments_dir: Some(config.data_dir.join("attachments")),
+        },
     );
+    yunwei_web::jobs::spawn(state.clone(), Vec::new());
     let options = yunwei_web::ServeOptions { tls, grace: Duration::from_secs(30) };
     yunwei_web::serve(listener, state, options, shutdown_signal(term)).await?;
     db.close().await;

@@ -4,6 +4,7 @@
 
 mod admin;
 mod contracts;
+mod tickets;
 
 use axum::Router;
 use axum::extract::{FromRequest, Request, State};
@@ -26,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/me", get(me))
         .merge(contracts::routes())
         .merge(admin::routes())
+        .merge(tickets::routes())
         .fallback(|| async { AppError::not_found() })
 }
 
@@ -64,6 +66,25 @@ pub fn unauthorized() -> AppError {
         admin::grant_membership,
         admin::list_audit,
         admin::verify_audit,
+        tickets::list,
+        tickets::create,
+        tickets::detail,
+        tickets::edit,
+        tickets::act,
+        tickets::comment,
+        tickets::analysis,
+        tickets::summary,
+        tickets::work,
+        tickets::link,
+        tickets::merge,
+        tickets::suggestions,
+        tickets::upload,
+        tickets::download,
+        tickets::export,
+        tickets::stats,
+        tickets::ingest_mail,
+        tickets::inbox,
+        tickets::mark_read,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)

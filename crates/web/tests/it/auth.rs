@@ -261,7 +261,7 @@ both_engines!(session_cookie_attributes_and_secure_behind_proxy);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_password_login_from_remote_is_refused() {
     use crate::harness::Engine;
-    let config = yunwei_web::WebConfig { tls: false, behind_tls_proxy: true };
+    let config = yunwei_web::WebConfig { tls: false, behind_tls_proxy: true, ..Default::default() };
     let s = TestServer::start_with(Engine::Sqlite, config, None).await.unwrap();
     let cid = s.contract("A").await;
     s.member("eng", cid, ContractRole::Engineer).await;

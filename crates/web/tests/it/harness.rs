@@ -139,6 +139,11 @@ impl TestServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let db = TestDb::create(engine).await?;
         let store = db.open().await;
+        let mut config = config;
+        if config.attachments_dir.is_none() {
+            let dir = std::env::temp_dir().join(format!("yunwei-files-{}", yunwei_storage::random_token(6)));
+            config.attachments_dir = Some(dir);
+        }
         let state = AppState::new(store, Arc::new(Clock::default()), config);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -184,6 +189,26 @@ impl TestServer {
             ends_on: "2026-12-31".into(),
         };
         contracts::create(&self.state.db, &scope, &input, self.now()).await.unwrap()
+    }
+
+    /// Imports a seed contract file from `contracts/` (e.g. "004-chengdu-dcm.toml"); returns its id.
+    pub async fn seed_contract(&self, file: &str) -> i64 {
+        let path = format!("{}/../../contracts/{file}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&path).unwrap();
+        let scope = self.operator().admin_scope(AdminPermission::ContractManage).unwrap();
+        yunwei_storage::contract_files::import(&self.state.db, &scope, &bytes, self.now()).await.unwrap().contract_id
+    }
+
+    /// Stops the server clock at an absolute instant, so that due times can be asserted to the
+    /// millisecond. Set it before creating users and sessions when going back in time (seed
+    /// contracts run in their own years, e.g. 2022); sessions expire after big jumps (log in again).
+    pub fn set_now(&self, at_ms: i64) {
+        self.state.clock.freeze_at(at_ms);
+    }
+
+    /// One pass of the background jobs (desk scheduler) at the current test time.
+    pub async fn desk_pass(&self) {
+        yunwei_web::jobs::run_once(&self.state, "test-node", &[]).await.unwrap();
     }
 
     /// An account whose password is [`PASSWORD`] and needs no change at next login.

@@ -16,7 +16,7 @@ async fn serves_https_with_hsts() {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let s = TestServer::start_with(
         Engine::Sqlite,
-        WebConfig { tls: true, behind_tls_proxy: false },
+        WebConfig { tls: true, behind_tls_proxy: false, ..Default::default() },
         Some(TlsFiles { cert: cert_path.clone(), key: key_path.clone() }),
     )
     .await

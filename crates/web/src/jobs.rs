@@ -1,0 +1,60 @@
+//! Background work of a server node: the desk scheduler and notification delivery. Every node runs
+//! the loop; a lease in the database lets one node at a time do the work, so stateless nodes can be
+//! added and removed freely.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use yunwei_storage::desk_jobs;
+use yunwei_storage::notifications::{self, Channel};
+
+use crate::AppState;
+
+/// How often a node looks for due work. Notices are due at minute precision in every contract, so a
+/// second is ample; the pass itself reads only an index range when nothing is due.
+const TICK: Duration = Duration::from_secs(1);
+const LEASE_MS: i64 = 15_000;
+
+/// Starts the loop; it runs until the runtime shuts down.
+pub fn spawn(state: AppState, channels: Vec<Arc<dyn Channel>>) -> tokio::task::JoinHandle<()> {
+    let node = format!("node-{}", yunwei_storage::random_token(8));
+    if channels.iter().any(|c| c.name() == "email") {
+        state.db.enable_email(true);
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = run_once(&state, &node, &channels).await {
+                tracing::warn!(error = %e, "background pass failed");
+            }
+        }
+    })
+}
+
+/// One pass: scheduler, then deliveries. Public for tests, which drive time with the test clock.
+pub async fn run_once(state: &AppState, node: &str, channels: &[Arc<dyn Channel>]) -> yunwei_storage::StoreResult<()> {
+    let now = state.now_ms();
+    if !desk_jobs::try_lease(&state.db, "desk", node, now, LEASE_MS).await? {
+        return Ok(());
+    }
+    loop {
+        let r = desk_jobs::run_due(&state.db, now, 500).await?;
+        if r.notices > 0 || r.auto_closed > 0 {
+            tracing::info!(
+                tickets = r.tickets,
+                notices = r.notices,
+                auto_closed = r.auto_closed,
+                "desk scheduler pass"
+            );
+        }
+        if r.tickets < 500 {
+            break;
+        }
+    }
+    for ch in channels {
+        notifications::deliver(&state.db, ch.as_ref(), now).await?;
+    }
+    Ok(())
+}
