@@ -202,10 +202,13 @@ async fn check_ticket(db: &Db, scope: &ContractScope, id: i64, now: i64) -> Stor
         }
         fired.push(notice.key.clone());
     }
-    sqlx::query("UPDATE ticket SET next_check_at = $1 WHERE id = $2 AND contract_id = $3")
+    // Only if nobody changed the ticket since it was read: a change re-plans it itself, and its
+    // next_check_at must not be overwritten with this pass's older plan.
+    sqlx::query("UPDATE ticket SET next_check_at = $1 WHERE id = $2 AND contract_id = $3 AND version = $4")
         .bind(plan.next_at)
         .bind(id)
         .bind(scope.contract_id())
+        .bind(t.version)
         .execute(tx.conn())
         .await?;
     if fired.is_empty() {

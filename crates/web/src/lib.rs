@@ -30,6 +30,7 @@ pub mod jobs;
 mod metrics;
 mod security;
 mod serve;
+pub mod smtp;
 mod templates;
 pub mod ui;
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use yunwei_web::smtp::{Security, SmtpConfig};
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +27,16 @@ pub struct Config {
     pub secret_key: String,
     /// `text` or `json`.
     pub log_format: String,
+    /// SMTP server for email notifications. Unset: no email is sent (the in-app inbox still works).
+    pub smtp_host: Option<String>,
+    /// Unset: 25, 587 or 465 by `smtp_security`.
+    pub smtp_port: Option<u16>,
+    /// `none`, `starttls` (the default) or `tls`.
+    pub smtp_security: String,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// The sender of notifications, e.g. `运维台 <desk@example.cn>`; required with `smtp_host`.
+    pub smtp_from: String,
 }
 
 impl Default for Config {
@@ -39,6 +50,12 @@ impl Default for Config {
             behind_tls_proxy: false,
             secret_key: String::new(),
             log_format: "text".into(),
+            smtp_host: None,
+            smtp_port: None,
+            smtp_security: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            smtp_from: String::new(),
         }
     }
 }
@@ -54,6 +71,12 @@ impl std::fmt::Debug for Config {
             .field("behind_tls_proxy", &self.behind_tls_proxy)
             .field("secret_key", &if self.secret_key.is_empty() { "" } else { "<redacted>" })
             .field("log_format", &self.log_format)
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_security", &self.smtp_security)
+            .field("smtp_username", &self.smtp_username)
+            .field("smtp_password", &self.smtp_password.as_ref().map(|_| "<redacted>"))
+            .field("smtp_from", &self.smtp_from)
             .finish()
     }
 }
@@ -76,8 +99,40 @@ impl Config {
             "behind_tls_proxy",
             "secret_key",
             "log_format",
+            "smtp_host",
+            "smtp_port",
+            "smtp_security",
+            "smtp_from",
         ];
-        fig.merge(Env::prefixed("YUNWEI_").only(&keys)).extract().map_err(Box::new)
+        fig = fig.merge(Env::prefixed("YUNWEI_").only(&keys));
+        // Taken exactly as written: the parsed layer above would turn a password of digits into a
+        // number (and drop its leading zeros).
+        for key in ["smtp_username", "smtp_password"] {
+            if let Ok(value) = std::env::var(format!("YUNWEI_{}", key.to_ascii_uppercase())) {
+                fig = fig.merge((key, value));
+            }
+        }
+        fig.extract().map_err(Box::new)
+    }
+
+    /// The SMTP settings when `smtp_host` is set.
+    pub fn smtp(&self) -> Result<Option<SmtpConfig>, String> {
+        let Some(host) = self.smtp_host.as_deref().map(str::trim).filter(|h| !h.is_empty()) else {
+            return Ok(None);
+        };
+        let security = Security::parse(&self.smtp_security)?;
+        if self.smtp_from.trim().is_empty() {
+            return Err("smtp_from (e.g. \"运维台 <desk@example.cn>\") is required with smtp_host".into());
+        }
+        let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        Ok(Some(SmtpConfig {
+            host: host.to_string(),
+            port: self.smtp_port.unwrap_or(security.default_port()),
+            security,
+            username: non_empty(&self.smtp_username),
+            password: non_empty(&self.smtp_password),
+            from: self.smtp_from.trim().to_string(),
+        }))
     }
 
     pub fn database_url(&self) -> String {
@@ -104,11 +159,26 @@ mod tests {
         let c = Config {
             database_url: "postgres://yw:hunter2@db/yw".into(),
             secret_key: "c2VjcmV0".into(),
+            smtp_password: Some("smtp-pa55".into()),
             ..Config::default()
         };
         let s = format!("{c:?}");
-        assert!(!s.contains("hunter2") && !s.contains("c2VjcmV0"), "{s}");
+        assert!(!s.contains("hunter2") && !s.contains("c2VjcmV0") && !s.contains("smtp-pa55"), "{s}");
         assert_eq!(c.sqlite_path(), None);
         assert_eq!(Config::default().sqlite_path().unwrap(), PathBuf::from("yunwei-data/yunwei.db"));
+    }
+
+    #[test]
+    fn smtp_settings() {
+        assert!(Config::default().smtp().unwrap().is_none(), "no email without smtp_host");
+        let c = Config { smtp_host: Some("mail.example.cn".into()), ..Config::default() };
+        assert!(c.smtp().unwrap_err().contains("smtp_from"));
+        let c = Config { smtp_from: "运维台 <desk@example.cn>".into(), smtp_username: Some(String::new()), ..c };
+        let s = c.smtp().unwrap().unwrap();
+        assert_eq!((s.port, s.security, s.username), (587, Security::Starttls, None));
+        let c = Config { smtp_security: "tls".into(), ..c };
+        assert_eq!(c.smtp().unwrap().unwrap().port, 465);
+        let c = Config { smtp_security: "ssl3".into(), ..c };
+        assert!(c.smtp().is_err());
     }
 }

@@ -374,6 +374,12 @@ async fn serve(config: Config, demo: bool) -> Result<i32> {
             config.listen
         );
     }
+    // Checked before anything starts, so a wrong setting stops the server instead of losing mail.
+    let mut channels: Vec<Arc<dyn yunwei_storage::notifications::Channel>> = Vec::new();
+    if let Some(smtp) = config.smtp().map_err(anyhow::Error::msg)? {
+        channels.push(Arc::new(yunwei_web::smtp::SmtpChannel::new(&smtp).map_err(anyhow::Error::msg)?));
+        tracing::info!(host = %smtp.host, port = smtp.port, security = smtp.security.as_str(), "email notifications over SMTP");
+    }
     let db = open_db(&config).await?;
     let now = now_ms();
     let mut first_start = Vec::new();
@@ -410,7 +416,7 @@ async fn serve(config: Config, demo: bool) -> Result<i32> {
             attachments_dir: Some(config.data_dir.join("attachments")),
         },
     );
-    yunwei_web::jobs::spawn(state.clone(), Vec::new());
+    yunwei_web::jobs::spawn(state.clone(), channels);
     let options = yunwei_web::ServeOptions { tls, grace: Duration::from_secs(30) };
     yunwei_web::serve(listener, state, options, shutdown_signal(term)).await?;
     db.close().await;
