@@ -21,6 +21,7 @@ pub mod mail;
 pub mod notifications;
 mod principal;
 pub mod rules;
+pub mod saved_filters;
 pub mod secrets;
 pub mod sessions;
 pub mod settings;

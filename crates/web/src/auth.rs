@@ -126,18 +126,25 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
             _ => cookie(req.headers(), PRE_COOKIE).map(str::to_string),
         };
         let (parts, body) = req.into_parts();
-        let bytes = match to_bytes(body, FORM_LIMIT).await {
-            Ok(b) => b,
-            Err(_) => {
-                return AppError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    yunwei_core::Msg::new("请求内容过大", "The request body is too large"),
-                )
-                .into_response();
-            }
+        // Only a form carries its token inside the body; everything else (JSON, an attachment's
+        // raw bytes) carries it in the header and is passed on unread, with its own size limit.
+        let (body, presented) = if is_form(&parts) && !parts.headers.contains_key("x-csrf-token") {
+            let bytes = match to_bytes(body, FORM_LIMIT).await {
+                Ok(b) => b,
+                Err(_) => {
+                    return AppError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        yunwei_core::Msg::new("请求内容过大", "The request body is too large"),
+                    )
+                    .into_response();
+                }
+            };
+            let presented = presented_csrf(&parts, &bytes);
+            (Body::from(bytes), presented)
+        } else {
+            (body, presented_csrf(&parts, &[]))
         };
-        let presented = presented_csrf(&parts, &bytes);
         let ok = match (&expected, &presented) {
             (Some(e), Some(p)) => constant_time_eq(e.as_bytes(), p.as_bytes()),
             _ => false,
@@ -149,7 +156,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         if !ok && !unauthenticated_api {
             return AppError::csrf().into_response();
         }
-        req = Request::from_parts(parts, Body::from(bytes));
+        req = Request::from_parts(parts, body);
     }
     req.extensions_mut().insert(ctx);
     req.extensions_mut().insert(authn);
@@ -171,16 +178,21 @@ fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
+fn is_form(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
 fn presented_csrf(parts: &Parts, body: &[u8]) -> Option<String> {
     if let Some(v) = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()) {
         return Some(v.to_string());
     }
-    let is_form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if is_form && let Some(v) = form_field(body, "_csrf") {
+    if is_form(parts)
+        && let Some(v) = form_field(body, "_csrf")
+    {
         return Some(v);
     }
     parts.uri.query().and_then(|q| form_field(q.as_bytes(), "_csrf"))

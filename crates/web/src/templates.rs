@@ -31,6 +31,11 @@ const TEMPLATES: &[(&str, &str)] = embed![
     "error.html",
     "api_docs.html",
     "calendar_month.html",
+    "tickets.html",
+    "ticket.html",
+    "ticket_new.html",
+    "inbox.html",
+    "desk_stats.html",
 ];
 
 pub fn environment() -> Environment<'static> {

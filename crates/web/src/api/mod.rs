@@ -4,7 +4,7 @@
 
 mod admin;
 mod contracts;
-mod tickets;
+pub(crate) mod tickets;
 
 use axum::Router;
 use axum::extract::{FromRequest, Request, State};

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod contracts;
 mod login;
+pub(crate) mod tickets;
 
 use axum::Router;
 use axum::extract::{FromRequest, Request};
@@ -12,21 +13,28 @@ use axum::response::Html;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use yunwei_core::Msg;
-use yunwei_core::authz::{AdminPermission, AdminRole};
-use yunwei_storage::contracts as store_contracts;
+use yunwei_core::authz::{AdminPermission, AdminRole, ContractPermission};
+use yunwei_storage::{contracts as store_contracts, notifications};
 
 use crate::auth::UiUser;
 use crate::error::AppError;
-use crate::{AppState, i18n::Lang};
+use crate::{AppState, i18n::Lang, i18n::t};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(login::routes()).merge(contracts::routes()).merge(admin::routes()).merge(audit::routes())
+    Router::new()
+        .merge(login::routes())
+        .merge(contracts::routes())
+        .merge(admin::routes())
+        .merge(audit::routes())
+        .merge(tickets::routes())
 }
 
 #[derive(Serialize)]
 struct NavItem {
-    href: &'static str,
-    key: &'static str,
+    href: String,
+    /// A catalog key, or a label already in the page's language (the layout's `t()` shows text
+    /// that is not a key as it is): the inbox entry carries its unread count that way.
+    key: String,
     active: bool,
 }
 
@@ -65,36 +73,75 @@ impl Page {
 
 /// Builds the layout for a logged-in user. `current` is the href of the active navigation item.
 pub(crate) async fn page(state: &AppState, ui: &UiUser, current: &str) -> Result<Page, AppError> {
+    page_in(state, ui, current, None).await
+}
+
+/// The layout for a page of one contract: the contract's entries (tickets, statistics) point at
+/// `contract` rather than at the session's active contract.
+pub(crate) async fn page_in(
+    state: &AppState,
+    ui: &UiUser,
+    current: &str,
+    contract: Option<i64>,
+) -> Result<Page, AppError> {
     let lang = ui.ctx.lang;
     let user = &ui.session.user;
     let principal = ui.principal();
     let mut nav = Vec::new();
-    let mut push = |href: &'static str, key: &'static str| nav.push(NavItem { href, key, active: href == current });
+    let mut push = |href: String, key: String| {
+        let active = href == current;
+        nav.push(NavItem { href, key, active })
+    };
     let mut contracts = Vec::new();
+    let mut active_contract_id = None;
     match user.admin_role {
         Some(role) => {
             for (perm, href, key) in ADMIN_LINKS {
                 if role.permits(*perm) {
-                    push(href, key);
+                    push(href.to_string(), key.to_string());
                 }
             }
         }
         None => {
-            push("/", "nav.home");
+            push("/".into(), "nav.home".into());
             contracts = store_contracts::list_mine(&state.db, &principal, None, 500)
                 .await?
                 .into_iter()
                 .map(|m| ContractOption { id: m.contract.id, name: m.contract.name })
-                .collect();
+                .collect::<Vec<_>>();
+            active_contract_id = contract
+                .or(ui.session.active_contract_id)
+                .filter(|c| contracts.iter().any(|o| o.id == *c))
+                .or(contracts.first().map(|c| c.id));
+            let role = active_contract_id
+                .and_then(|cid| ui.session.memberships.iter().find(|(c, _)| *c == cid).map(|(c, r)| (*c, *r)));
+            if let Some((cid, role)) = role {
+                if role.permits(ContractPermission::TicketRead) {
+                    push(format!("/c/{cid}/tickets"), "nav.tickets".into());
+                }
+                if role.permits(ContractPermission::TicketCreate) {
+                    // The client's people report problems; the vendor's staff record them.
+                    let key = if role.is_client_side() { "nav.report" } else { "nav.ticket_new" };
+                    push(format!("/c/{cid}/tickets/new"), key.into());
+                }
+                if role.permits(ContractPermission::TicketReport) {
+                    push(format!("/c/{cid}/tickets/stats"), "nav.ticket_stats".into());
+                }
+            }
+            if !contracts.is_empty() {
+                let unread = notifications::unread_count(&state.db, &principal).await?;
+                let key = if unread > 0 { format!("{} ({unread})", t(lang, "nav.inbox")) } else { "nav.inbox".into() };
+                push("/inbox".into(), key);
+            }
         }
     }
-    push("/api/docs", "nav.api_docs");
+    push("/api/docs".into(), "nav.api_docs".into());
     let role_label = user.admin_role.map(|r| lang.pick(r.label()).to_string()).unwrap_or_default();
     Ok(Page {
         user: Some(PageUser { login: user.login.clone(), display_name: user.display_name.clone(), role_label }),
         csrf: ui.session.csrf_token.clone(),
         nav,
-        active_contract_id: ui.session.active_contract_id.or(contracts.first().map(|c| c.id)),
+        active_contract_id,
         contracts,
         flash: None,
         flash_kind: "",

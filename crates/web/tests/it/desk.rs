@@ -588,6 +588,11 @@ async fn attachments_are_sniffed_and_guarded(s: TestServer) {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {}", r.body);
         assert_eq!(r.json()["error"]["field"], "file");
     }
+    // A 3 MiB log is fine: the 1 MiB limit of forms and JSON does not apply to attachments.
+    let big_log = "2022-03-01 10:00:00 INFO 同步进度正常\n".repeat(3 * 1024 * 1024 / 40).into_bytes();
+    let r = desk.send(upload(&desk, "sync.log", true, big_log.clone())).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", &r.body[..r.body.len().min(300)]);
+    assert_eq!(r.json()["size_bytes"], big_log.len());
     // Over the limit: 413, or, when the server stops reading before the client has finished
     // sending, a connection closed mid-body; either way nothing is stored (checked below).
     let too_big = vec![b'a'; 20 * 1024 * 1024 + 1];
@@ -614,7 +619,7 @@ async fn attachments_are_sniffed_and_guarded(s: TestServer) {
     // Files are stored under random names, outside anything served.
     let dir = s.state.config.attachments_dir.clone().unwrap();
     let stored: Vec<String> = walk(&dir);
-    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(stored.len(), 3, "{stored:?}");
     assert!(stored.iter().all(|p| !p.contains("屏幕截图") && !p.ends_with(".png") && !p.ends_with(".log")));
 }
 both_engines!(attachments_are_sniffed_and_guarded);
