@@ -77,6 +77,16 @@ pub enum ContractPermission {
     TicketWork,
     /// Ticket lists of the whole contract, statistics and Excel export.
     TicketReport,
+    /// Read the asset ledger: assets, systems, relations, suppliers, device configurations.
+    AssetRead,
+    /// Change the ledger, import sheets, mark reconciliation items.
+    AssetWrite,
+    /// Machine-room access: request a visit (anyone who works there) …
+    VisitRequest,
+    /// … and approve or reject it (the client).
+    VisitApprove,
+    /// Device credentials and configuration pulls (never shown back in full).
+    DeviceConfigManage,
 }
 
 impl AdminRole {
@@ -168,6 +178,11 @@ impl ContractRole {
             TicketRead | TicketCreate => true,
             TicketWork => !self.is_client_side(),
             TicketReport => !matches!(self, ClientEndUser),
+            AssetRead => !matches!(self, ClientEndUser),
+            AssetWrite => matches!(self, Engineer | BacklineExpert | ProjectManager),
+            VisitRequest => !matches!(self, ClientEndUser),
+            VisitApprove => matches!(self, ClientSupervisor),
+            DeviceConfigManage => matches!(self, Engineer | BacklineExpert | ProjectManager),
         }
     }
 }
@@ -203,7 +218,7 @@ impl AdminPermission {
 }
 
 impl ContractPermission {
-    pub const ALL: [ContractPermission; 8] = [
+    pub const ALL: [ContractPermission; 13] = [
         ContractPermission::ContractRead,
         ContractPermission::MemberRead,
         ContractPermission::SiteRead,
@@ -212,6 +227,11 @@ impl ContractPermission {
         ContractPermission::TicketCreate,
         ContractPermission::TicketWork,
         ContractPermission::TicketReport,
+        ContractPermission::AssetRead,
+        ContractPermission::AssetWrite,
+        ContractPermission::VisitRequest,
+        ContractPermission::VisitApprove,
+        ContractPermission::DeviceConfigManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -224,6 +244,11 @@ impl ContractPermission {
             ContractPermission::TicketCreate => "ticket.create",
             ContractPermission::TicketWork => "ticket.work",
             ContractPermission::TicketReport => "ticket.report",
+            ContractPermission::AssetRead => "asset.read",
+            ContractPermission::AssetWrite => "asset.write",
+            ContractPermission::VisitRequest => "visit.request",
+            ContractPermission::VisitApprove => "visit.approve",
+            ContractPermission::DeviceConfigManage => "device_config.manage",
         }
     }
 }

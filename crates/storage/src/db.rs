@@ -84,10 +84,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_service_desk.sql"),
         postgres: include_str!("../migrations/postgres/0003_service_desk.sql"),
     },
+    Migration {
+        version: 4,
+        name: "asset_ledger",
+        sqlite: include_str!("../migrations/sqlite/0004_asset_ledger.sql"),
+        postgres: include_str!("../migrations/postgres/0004_asset_ledger.sql"),
+    },
 ];
 
 /// The schema version this binary expects.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// A pool on one of the two engines, plus the key that seals secrets at rest.
 #[derive(Clone)]

@@ -9,6 +9,7 @@
 //! - Every write runs in a [`WriteTx`] that appends its audit record in the same transaction: a change
 //!   without its audit record cannot be committed, and a failed change leaves no audit record.
 
+pub mod assets;
 pub mod attachments;
 pub mod audit;
 pub mod contract_files;

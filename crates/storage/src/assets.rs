@@ -1,0 +1,925 @@
+//! The asset ledger (台账): assets of every kind with per-kind custom fields, bulk items with a
+//! quantity, and the change history of every ledger record (who, when, before and after).
+//!
+//! Invariants:
+//! - Every change of a ledger record writes its `ledger_history` row in the same transaction as the
+//!   change and its audit record.
+//! - An import is all-or-nothing: [`import`] checks every row first (the same check as the dry
+//!   run) and writes nothing when any row is bad.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use yunwei_core::Msg;
+use yunwei_core::authz::ContractPermission;
+use yunwei_core::ledger::{self, AssetRow, Field, Message, RowProblem};
+use yunwei_core::text::{multi_line, single_line};
+
+use crate::audit::AuditEntry;
+use crate::db::{Db, WriteTx};
+use crate::error::{StoreError, StoreResult};
+use crate::principal::ContractScope;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Asset {
+    pub id: i64,
+    pub contract_id: i64,
+    pub kind: String,
+    pub name: String,
+    pub model: String,
+    pub brand: String,
+    pub manufacturer: String,
+    pub unit: String,
+    pub quantity: i64,
+    pub serial: String,
+    pub manufactured_on: String,
+    pub installed_on: String,
+    pub site_id: Option<i64>,
+    pub site_name: Option<String>,
+    pub room: String,
+    pub rack: String,
+    pub u_position: String,
+    pub department: String,
+    pub category: String,
+    pub asset_no: String,
+    pub dimensions: String,
+    pub weight: String,
+    pub accessories: String,
+    pub parameters: String,
+    pub status: String,
+    pub owner: String,
+    pub supplier_id: Option<i64>,
+    pub warranty_end: String,
+    pub ips: String,
+    pub ports: String,
+    pub custom: serde_json::Value,
+    pub notes: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+const SELECT: &str = "SELECT a.*, s.name AS site_name FROM asset a LEFT JOIN site s ON s.id = a.site_id";
+
+fn from_row(r: &AnyRow) -> StoreResult<Asset> {
+    let custom: String = r.try_get("custom")?;
+    Ok(Asset {
+        id: r.try_get("id")?,
+        contract_id: r.try_get("contract_id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
+        model: r.try_get("model")?,
+        brand: r.try_get("brand")?,
+        manufacturer: r.try_get("manufacturer")?,
+        unit: r.try_get("unit")?,
+        quantity: r.try_get("quantity")?,
+        serial: r.try_get("serial")?,
+        manufactured_on: r.try_get("manufactured_on")?,
+        installed_on: r.try_get("installed_on")?,
+        site_id: r.try_get("site_id")?,
+        site_name: r.try_get("site_name").ok().flatten(),
+        room: r.try_get("room")?,
+        rack: r.try_get("rack")?,
+        u_position: r.try_get("u_position")?,
+        department: r.try_get("department")?,
+        category: r.try_get("category")?,
+        asset_no: r.try_get("asset_no")?,
+        dimensions: r.try_get("dimensions")?,
+        weight: r.try_get("weight")?,
+        accessories: r.try_get("accessories")?,
+        parameters: r.try_get("parameters")?,
+        status: r.try_get("status")?,
+        owner: r.try_get("owner")?,
+        supplier_id: r.try_get("supplier_id")?,
+        warranty_end: r.try_get("warranty_end")?,
+        ips: r.try_get("ips")?,
+        ports: r.try_get("ports")?,
+        custom: serde_json::from_str(&custom).unwrap_or(serde_json::Value::Object(Default::default())),
+        notes: r.try_get("notes")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        version: r.try_get("version")?,
+    })
+}
+
+/// The writable fields of an asset, as the form, the API and the import give them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssetInput {
+    pub kind: String,
+    pub name: String,
+    pub model: String,
+    pub brand: String,
+    pub manufacturer: String,
+    pub unit: String,
+    pub quantity: Option<i64>,
+    pub serial: String,
+    pub manufactured_on: String,
+    pub installed_on: String,
+    pub site_id: Option<i64>,
+    pub room: String,
+    pub rack: String,
+    pub u_position: String,
+    pub department: String,
+    pub category: String,
+    pub asset_no: String,
+    pub dimensions: String,
+    pub weight: String,
+    pub accessories: String,
+    pub parameters: String,
+    pub status: String,
+    pub owner: String,
+    pub supplier_id: Option<i64>,
+    pub warranty_end: String,
+    pub ips: String,
+    pub ports: String,
+    pub custom: Option<BTreeMap<String, String>>,
+    pub notes: String,
+}
+
+fn invalid(field: &'static str, zh: &'static str, en: &'static str) -> StoreError {
+    StoreError::invalid(field, Msg::new(zh, en))
+}
+
+/// The text `search` matches: lower-case, the fields people look an asset up by.
+fn search_text(a: &AssetInput) -> String {
+    [&a.name, &a.model, &a.brand, &a.serial, &a.asset_no, &a.ips, &a.room, &a.department, &a.owner, &a.category]
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+struct Checked {
+    a: AssetInput,
+    quantity: i64,
+    custom: String,
+}
+
+async fn check(db: &Db, scope: &ContractScope, input: &AssetInput) -> StoreResult<Checked> {
+    let line = |v: &str, field: &'static str, max: usize, required: bool| {
+        single_line(v, max, required).map_err(|m| StoreError::invalid(field, m))
+    };
+    let kind = input.kind.trim();
+    if !ledger::KINDS.iter().any(|(k, _, _)| *k == kind) {
+        return Err(invalid("kind", "资产类型无效", "Unknown asset kind"));
+    }
+    let status = if input.status.trim().is_empty() { "in_service" } else { input.status.trim() };
+    if !ledger::STATUSES.iter().any(|(k, _, _)| *k == status) {
+        return Err(invalid("status", "资产状态无效", "Unknown asset status"));
+    }
+    let quantity = input.quantity.unwrap_or(1);
+    if !(1..=1_000_000).contains(&quantity) {
+        return Err(invalid("quantity", "数量应为 1 到 1000000", "Quantity is 1 to 1000000"));
+    }
+    for (v, field) in [
+        (&input.manufactured_on, "manufactured_on"),
+        (&input.installed_on, "installed_on"),
+        (&input.warranty_end, "warranty_end"),
+    ] {
+        if !v.trim().is_empty() && ledger::parse_ledger_date(v).as_deref() != Some(v.trim()) {
+            return Err(invalid(
+                field,
+                "日期格式应为 YYYY-MM-DD 或 YYYY-MM",
+                "Dates are written YYYY-MM-DD or YYYY-MM",
+            ));
+        }
+    }
+    if let Some(site) = input.site_id {
+        let found = sqlx::query("SELECT 1 AS x FROM site WHERE contract_id = $1 AND id = $2")
+            .bind(scope.contract_id())
+            .bind(site)
+            .fetch_optional(&db.pool)
+            .await?;
+        if found.is_none() {
+            return Err(invalid("site_id", "站点不属于本合同", "The site is not one of this contract's"));
+        }
+    }
+    if let Some(sup) = input.supplier_id {
+        let found = sqlx::query("SELECT 1 AS x FROM supplier WHERE contract_id = $1 AND id = $2")
+            .bind(scope.contract_id())
+            .bind(sup)
+            .fetch_optional(&db.pool)
+            .await?;
+        if found.is_none() {
+            return Err(invalid("supplier_id", "供应商不属于本合同", "The supplier is not one of this contract's"));
+        }
+    }
+    let custom = check_custom(db, scope, kind, input.custom.as_ref()).await?;
+    let a = AssetInput {
+        kind: kind.to_string(),
+        name: line(&input.name, "name", 200, true)?,
+        model: line(&input.model, "model", 200, false)?,
+        brand: line(&input.brand, "brand", 200, false)?,
+        manufacturer: line(&input.manufacturer, "manufacturer", 200, false)?,
+        unit: line(&input.unit, "unit", 20, false)?,
+        quantity: Some(quantity),
+        serial: line(&input.serial, "serial", 200, false)?,
+        manufactured_on: input.manufactured_on.trim().to_string(),
+        installed_on: input.installed_on.trim().to_string(),
+        site_id: input.site_id,
+        room: line(&input.room, "room", 200, false)?,
+        rack: line(&input.rack, "rack", 100, false)?,
+        u_position: line(&input.u_position, "u_position", 50, false)?,
+        department: line(&input.department, "department", 200, false)?,
+        category: line(&input.category, "category", 200, false)?,
+        asset_no: line(&input.asset_no, "asset_no", 100, false)?,
+        dimensions: line(&input.dimensions, "dimensions", 200, false)?,
+        weight: line(&input.weight, "weight", 100, false)?,
+        accessories: multi_line(&input.accessories, 2000).map_err(|m| StoreError::invalid("accessories", m))?,
+        parameters: multi_line(&input.parameters, 2000).map_err(|m| StoreError::invalid("parameters", m))?,
+        status: status.to_string(),
+        owner: line(&input.owner, "owner", 100, false)?,
+        supplier_id: input.supplier_id,
+        warranty_end: input.warranty_end.trim().to_string(),
+        ips: line(&input.ips, "ips", 1000, false)?,
+        ports: line(&input.ports, "ports", 1000, false)?,
+        custom: None,
+        notes: multi_line(&input.notes, 2000).map_err(|m| StoreError::invalid("notes", m))?,
+    };
+    Ok(Checked { a, quantity, custom })
+}
+
+/// Checks custom values against the fields defined for the kind; returns them as a JSON object.
+async fn check_custom(
+    db: &Db,
+    scope: &ContractScope,
+    kind: &str,
+    values: Option<&BTreeMap<String, String>>,
+) -> StoreResult<String> {
+    let defs = fields(db, scope, kind).await?;
+    let empty = BTreeMap::new();
+    let values = values.unwrap_or(&empty);
+    let mut out = serde_json::Map::new();
+    for (k, v) in values {
+        let Some(def) = defs.iter().find(|d| &d.field_key == k) else {
+            return Err(invalid("custom", "该类型没有此自定义字段", "This kind has no such custom field"));
+        };
+        let v = single_line(v, 500, false).map_err(|m| StoreError::invalid("custom", m))?;
+        let ok = match def.value_type.as_str() {
+            "number" => v.is_empty() || v.parse::<f64>().is_ok_and(f64::is_finite),
+            "date" => v.is_empty() || ledger::parse_ledger_date(&v).is_some(),
+            _ => true,
+        };
+        if !ok {
+            return Err(invalid("custom", "自定义字段的值与其类型不符", "A custom value does not match its type"));
+        }
+        if !v.is_empty() {
+            out.insert(k.clone(), serde_json::Value::String(v));
+        }
+    }
+    for d in defs.iter().filter(|d| d.required) {
+        if !out.contains_key(&d.field_key) {
+            return Err(invalid("custom", "缺少必填的自定义字段", "A required custom field is missing"));
+        }
+    }
+    Ok(serde_json::Value::Object(out).to_string())
+}
+
+/// A field an operator added to one kind of asset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CustomField {
+    pub kind: String,
+    pub field_key: String,
+    pub label: String,
+    /// text, number, date
+    pub value_type: String,
+    pub required: bool,
+    pub position: i64,
+}
+
+pub async fn fields(db: &Db, scope: &ContractScope, kind: &str) -> StoreResult<Vec<CustomField>> {
+    scope.require(ContractPermission::AssetRead)?;
+    let rows = sqlx::query(
+        "SELECT kind, field_key, label, value_type, required, position FROM asset_field \
+         WHERE contract_id = $1 AND kind = $2 ORDER BY position, field_key",
+    )
+    .bind(scope.contract_id())
+    .bind(kind.to_string())
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(CustomField {
+                kind: r.try_get("kind")?,
+                field_key: r.try_get("field_key")?,
+                label: r.try_get("label")?,
+                value_type: r.try_get("value_type")?,
+                required: r.try_get::<i64, _>("required")? != 0,
+                position: r.try_get("position")?,
+            })
+        })
+        .collect()
+}
+
+/// Adds or changes a custom field of a kind (no code change needed for a new attribute).
+pub async fn define_field(db: &Db, scope: &ContractScope, f: &CustomField, now: i64) -> StoreResult<()> {
+    scope.require(ContractPermission::AssetWrite)?;
+    if !ledger::KINDS.iter().any(|(k, _, _)| *k == f.kind) {
+        return Err(invalid("kind", "资产类型无效", "Unknown asset kind"));
+    }
+    let key = f.field_key.trim();
+    if key.is_empty()
+        || key.len() > 40
+        || !key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(invalid(
+            "field_key",
+            "字段键只能用小写字母、数字和下划线",
+            "Keys use lower-case letters, digits and _",
+        ));
+    }
+    if !["text", "number", "date"].contains(&f.value_type.as_str()) {
+        return Err(invalid("value_type", "字段类型应为 text、number 或 date", "The type is text, number or date"));
+    }
+    let label = single_line(&f.label, 100, true).map_err(|m| StoreError::invalid("label", m))?;
+    let mut tx = db.begin_write(now).await?;
+    sqlx::query(
+        "INSERT INTO asset_field (contract_id, kind, field_key, label, value_type, required, position) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (contract_id, kind, field_key) DO UPDATE SET \
+         label = excluded.label, value_type = excluded.value_type, required = excluded.required, position = excluded.position",
+    )
+    .bind(scope.contract_id())
+    .bind(f.kind.clone())
+    .bind(key.to_string())
+    .bind(label.clone())
+    .bind(f.value_type.clone())
+    .bind(i64::from(f.required))
+    .bind(f.position)
+    .execute(tx.conn())
+    .await?;
+    tx.audit(
+        AuditEntry::new(scope.actor(), "asset.field", format!("asset_field:{}:{key}", f.kind))
+            .contract(scope.contract_id())
+            .detail(format!("label={label} type={}", f.value_type)),
+    )
+    .await?;
+    tx.commit().await
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+
+/// One change of a ledger record.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+/// Records a change of `record_ref` ("asset:12", "system:3", "supplier:5") in the transaction.
+pub(crate) async fn record_history(
+    tx: &mut WriteTx,
+    scope: &ContractScope,
+    record_ref: &str,
+    action: &str,
+    before: Option<&serde_json::Value>,
+    after: Option<&serde_json::Value>,
+) -> StoreResult<()> {
+    let now = tx.now_ms();
+    sqlx::query(
+        "INSERT INTO ledger_history (contract_id, record_ref, at, actor, action, before_json, after_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(scope.contract_id())
+    .bind(record_ref.to_string())
+    .bind(now)
+    .bind(scope.actor().name.clone())
+    .bind(action.to_string())
+    .bind(before.map(|v| v.to_string()).unwrap_or_default())
+    .bind(after.map(|v| v.to_string()).unwrap_or_default())
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+pub async fn history(db: &Db, scope: &ContractScope, record_ref: &str) -> StoreResult<Vec<HistoryEntry>> {
+    scope.require(ContractPermission::AssetRead)?;
+    let rows = sqlx::query(
+        "SELECT at, actor, action, before_json, after_json FROM ledger_history WHERE contract_id = $1 AND record_ref = $2 ORDER BY id",
+    )
+    .bind(scope.contract_id())
+    .bind(record_ref.to_string())
+    .fetch_all(&db.pool)
+    .await?;
+    let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
+    rows.into_iter()
+        .map(|r| {
+            Ok(HistoryEntry {
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                before: parse(r.try_get("before_json")?),
+                after: parse(r.try_get("after_json")?),
+            })
+        })
+        .collect()
+}
+
+/// Only the fields that differ, so that a history entry reads as a change, not two records.
+fn changed_fields(before: &serde_json::Value, after: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    let (mut b, mut a) = (serde_json::Map::new(), serde_json::Map::new());
+    if let (Some(bo), Some(ao)) = (before.as_object(), after.as_object()) {
+        for (k, av) in ao {
+            if matches!(k.as_str(), "updated_at" | "version" | "site_name") {
+                continue;
+            }
+            let bv = bo.get(k).cloned().unwrap_or(serde_json::Value::Null);
+            if &bv != av {
+                b.insert(k.clone(), bv);
+                a.insert(k.clone(), av.clone());
+            }
+        }
+    }
+    (serde_json::Value::Object(b), serde_json::Value::Object(a))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+pub async fn get(db: &Db, scope: &ContractScope, id: i64) -> StoreResult<Asset> {
+    scope.require(ContractPermission::AssetRead)?;
+    let row = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE a.contract_id = $1 AND a.id = $2")))
+        .bind(scope.contract_id())
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    from_row(&row)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AssetFilter {
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub site_id: Option<i64>,
+    pub supplier_id: Option<i64>,
+    /// Words in the name, model, brand, serial, asset number, IPs, room, department, owner, category.
+    pub q: Option<String>,
+    /// The id after which the page starts.
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AssetPage {
+    pub items: Vec<Asset>,
+    pub next_after: Option<i64>,
+}
+
+fn like_pattern(q: &str) -> String {
+    let mut out = String::from("%");
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+pub async fn list(db: &Db, scope: &ContractScope, f: &AssetFilter) -> StoreResult<AssetPage> {
+    scope.require(ContractPermission::AssetRead)?;
+    let mut sql = String::from(" WHERE a.contract_id = $1 AND a.id > $2");
+    let mut ints: Vec<i64> = vec![scope.contract_id(), f.after.unwrap_or(0)];
+    let mut texts: Vec<(usize, String)> = Vec::new();
+    let mut n = 2;
+    let mut text = |cond: &str, v: String, sql: &mut String, n: &mut usize| {
+        *n += 1;
+        sql.push_str(&cond.replace('?', &format!("${n}")));
+        texts.push((*n, v));
+    };
+    if let Some(k) = f.kind.as_deref().filter(|s| !s.is_empty()) {
+        if !ledger::KINDS.iter().any(|(x, _, _)| *x == k) {
+            return Err(invalid("kind", "资产类型无效", "Unknown asset kind"));
+        }
+        text(" AND a.kind = ?", k.into(), &mut sql, &mut n);
+    }
+    if let Some(s) = f.status.as_deref().filter(|s| !s.is_empty()) {
+        if !ledger::STATUSES.iter().any(|(x, _, _)| *x == s) {
+            return Err(invalid("status", "资产状态无效", "Unknown asset status"));
+        }
+        text(" AND a.status = ?", s.into(), &mut sql, &mut n);
+    }
+    if let Some(q) = f.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        if q.chars().count() > 100 {
+            return Err(invalid("q", "搜索词过长", "The search text is too long"));
+        }
+        text(" AND a.search_text LIKE ? ESCAPE '\\'", like_pattern(q), &mut sql, &mut n);
+    }
+    let mut extra_ints: Vec<(usize, i64)> = Vec::new();
+    for (cond, v) in [(" AND a.site_id = ?", f.site_id), (" AND a.supplier_id = ?", f.supplier_id)] {
+        if let Some(v) = v {
+            n += 1;
+            sql.push_str(&cond.replace('?', &format!("${n}")));
+            extra_ints.push((n, v));
+        }
+    }
+    let limit = f.limit.unwrap_or(50).clamp(1, 500);
+    n += 1;
+    let full = format!("{SELECT}{sql} ORDER BY a.id LIMIT ${n}");
+    // Bind in placeholder order.
+    let mut ordered: Vec<(usize, Result<i64, String>)> = Vec::new();
+    ordered.push((1, Ok(ints[0])));
+    ordered.push((2, Ok(ints[1])));
+    ordered.extend(texts.into_iter().map(|(i, v)| (i, Err(v))));
+    ordered.extend(extra_ints.into_iter().map(|(i, v)| (i, Ok(v))));
+    ordered.push((n, Ok(limit + 1)));
+    ordered.sort_by_key(|(i, _)| *i);
+    ints.clear();
+    let mut q = sqlx::query(AssertSqlSafe(full));
+    for (_, v) in ordered {
+        q = match v {
+            Ok(i) => q.bind(i),
+            Err(s) => q.bind(s),
+        };
+    }
+    let rows = q.fetch_all(&db.pool).await?;
+    let mut items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
+    let next_after = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|a| a.id)
+    } else {
+        None
+    };
+    Ok(AssetPage { items, next_after })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+const DUPLICATE_NO: Msg = Msg::new("本合同已有该资产编号", "This contract already has an asset with that number");
+const CHANGED: Msg =
+    Msg::new("记录已被他人修改，请刷新后重试", "The record was changed by someone else; reload and retry");
+
+async fn insert(tx: &mut WriteTx, scope: &ContractScope, c: &Checked, now: i64) -> StoreResult<i64> {
+    let a = &c.a;
+    let row = sqlx::query(
+        "INSERT INTO asset (contract_id, kind, name, model, brand, manufacturer, unit, quantity, serial, manufactured_on, \
+         installed_on, site_id, room, rack, u_position, department, category, asset_no, dimensions, weight, accessories, \
+         parameters, status, owner, supplier_id, warranty_end, ips, ports, custom, notes, search_text, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+         $24, $25, $26, $27, $28, $29, $30, $31, $32, $32) RETURNING id",
+    )
+    .bind(scope.contract_id())
+    .bind(a.kind.clone())
+    .bind(a.name.clone())
+    .bind(a.model.clone())
+    .bind(a.brand.clone())
+    .bind(a.manufacturer.clone())
+    .bind(a.unit.clone())
+    .bind(c.quantity)
+    .bind(a.serial.clone())
+    .bind(a.manufactured_on.clone())
+    .bind(a.installed_on.clone())
+    .bind(a.site_id)
+    .bind(a.room.clone())
+    .bind(a.rack.clone())
+    .bind(a.u_position.clone())
+    .bind(a.department.clone())
+    .bind(a.category.clone())
+    .bind(a.asset_no.clone())
+    .bind(a.dimensions.clone())
+    .bind(a.weight.clone())
+    .bind(a.accessories.clone())
+    .bind(a.parameters.clone())
+    .bind(a.status.clone())
+    .bind(a.owner.clone())
+    .bind(a.supplier_id)
+    .bind(a.warranty_end.clone())
+    .bind(a.ips.clone())
+    .bind(a.ports.clone())
+    .bind(c.custom.clone())
+    .bind(a.notes.clone())
+    .bind(search_text(a))
+    .bind(now)
+    .fetch_one(tx.conn())
+    .await
+    .map_err(|e| StoreError::from(e).unique_as(DUPLICATE_NO))?;
+    Ok(row.try_get("id")?)
+}
+
+pub async fn create(db: &Db, scope: &ContractScope, input: &AssetInput, now: i64) -> StoreResult<Asset> {
+    scope.require(ContractPermission::AssetWrite)?;
+    let c = check(db, scope, input).await?;
+    let mut tx = db.begin_write(now).await?;
+    let id = insert(&mut tx, scope, &c, now).await?;
+    let after = serde_json::to_value(&c.a).unwrap_or_default();
+    record_history(&mut tx, scope, &format!("asset:{id}"), "create", None, Some(&after)).await?;
+    tx.audit(
+        AuditEntry::new(scope.actor(), "asset.create", format!("asset:{id}"))
+            .contract(scope.contract_id())
+            .detail(format!("{} {} {}", c.a.kind, c.a.name, c.a.asset_no)),
+    )
+    .await?;
+    tx.commit().await?;
+    get(db, scope, id).await
+}
+
+/// Replaces an asset's fields if `version` is current; the history keeps what changed.
+pub async fn update(
+    db: &Db,
+    scope: &ContractScope,
+    id: i64,
+    version: i64,
+    input: &AssetInput,
+    now: i64,
+) -> StoreResult<Asset> {
+    scope.require(ContractPermission::AssetWrite)?;
+    let before = get(db, scope, id).await?;
+    let c = check(db, scope, input).await?;
+    let a = &c.a;
+    let mut tx = db.begin_write(now).await?;
+    let r = sqlx::query(
+        "UPDATE asset SET kind = $1, name = $2, model = $3, brand = $4, manufacturer = $5, unit = $6, quantity = $7, \
+         serial = $8, manufactured_on = $9, installed_on = $10, site_id = $11, room = $12, rack = $13, u_position = $14, \
+         department = $15, category = $16, asset_no = $17, dimensions = $18, weight = $19, accessories = $20, \
+         parameters = $21, status = $22, owner = $23, supplier_id = $24, warranty_end = $25, ips = $26, ports = $27, \
+         custom = $28, notes = $29, search_text = $30, updated_at = $31, version = version + 1 \
+         WHERE contract_id = $32 AND id = $33 AND version = $34",
+    )
+    .bind(a.kind.clone())
+    .bind(a.name.clone())
+    .bind(a.model.clone())
+    .bind(a.brand.clone())
+    .bind(a.manufacturer.clone())
+    .bind(a.unit.clone())
+    .bind(c.quantity)
+    .bind(a.serial.clone())
+    .bind(a.manufactured_on.clone())
+    .bind(a.installed_on.clone())
+    .bind(a.site_id)
+    .bind(a.room.clone())
+    .bind(a.rack.clone())
+    .bind(a.u_position.clone())
+    .bind(a.department.clone())
+    .bind(a.category.clone())
+    .bind(a.asset_no.clone())
+    .bind(a.dimensions.clone())
+    .bind(a.weight.clone())
+    .bind(a.accessories.clone())
+    .bind(a.parameters.clone())
+    .bind(a.status.clone())
+    .bind(a.owner.clone())
+    .bind(a.supplier_id)
+    .bind(a.warranty_end.clone())
+    .bind(a.ips.clone())
+    .bind(a.ports.clone())
+    .bind(c.custom.clone())
+    .bind(a.notes.clone())
+    .bind(search_text(a))
+    .bind(now)
+    .bind(scope.contract_id())
+    .bind(id)
+    .bind(version)
+    .execute(tx.conn())
+    .await
+    .map_err(|e| StoreError::from(e).unique_as(DUPLICATE_NO))?;
+    if r.rows_affected() == 0 {
+        return Err(StoreError::Conflict(CHANGED));
+    }
+    let mut after = before.clone();
+    after.kind = a.kind.clone();
+    let before_v = serde_json::to_value(&before).unwrap_or_default();
+    let after_v = {
+        let mut v = serde_json::to_value(a).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("quantity".into(), c.quantity.into());
+            o.insert("custom".into(), serde_json::from_str(&c.custom).unwrap_or_default());
+        }
+        v
+    };
+    let (b, af) = changed_fields(&before_v, &after_v);
+    let action = if before.status != a.status && a.status == "retired" { "retire" } else { "update" };
+    record_history(&mut tx, scope, &format!("asset:{id}"), action, Some(&b), Some(&af)).await?;
+    tx.audit(
+        AuditEntry::new(scope.actor(), &format!("asset.{action}"), format!("asset:{id}"))
+            .contract(scope.contract_id())
+            .detail(format!("before={b} after={af}")),
+    )
+    .await?;
+    tx.commit().await?;
+    get(db, scope, id).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Import
+
+/// What a dry run or an import found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub rows: usize,
+    pub blank_rows: usize,
+    pub ignored_columns: Vec<String>,
+    pub problems: Vec<ImportProblem>,
+    /// Set when the rows were written.
+    pub imported: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportProblem {
+    pub row: usize,
+    pub column: Option<String>,
+    pub message: Message,
+}
+
+impl From<RowProblem> for ImportProblem {
+    fn from(p: RowProblem) -> Self {
+        ImportProblem { row: p.row, column: p.column, message: p.message }
+    }
+}
+
+/// Checks a sheet against the ledger as it is (site names, supplier names, asset numbers already
+/// in use) and, unless `dry_run`, writes every row in one transaction — or none.
+pub async fn import(
+    db: &Db,
+    scope: &ContractScope,
+    headers: &[String],
+    cells: &[Vec<ledger::CellValue>],
+    dry_run: bool,
+    now: i64,
+) -> StoreResult<ImportReport> {
+    scope.require(ContractPermission::AssetWrite)?;
+    let sheet = match ledger::check_sheet(headers, cells) {
+        Ok(s) => s,
+        // A header that cannot be read is the first row's problem, reported like any other.
+        Err(message) => {
+            return Ok(ImportReport {
+                rows: 0,
+                blank_rows: 0,
+                ignored_columns: Vec::new(),
+                problems: vec![ImportProblem { row: 1, column: None, message }],
+                imported: None,
+            });
+        }
+    };
+    let mut problems: Vec<ImportProblem> = sheet.problems.into_iter().map(Into::into).collect();
+    let names = |sql: &'static str| async move {
+        let rows = sqlx::query(sql).bind(scope.contract_id()).fetch_all(&db.pool).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>("name")?, r.try_get::<i64, _>("id")?)))
+            .collect::<StoreResult<HashMap<String, i64>>>()
+    };
+    let sites = names("SELECT name, id FROM site WHERE contract_id = $1").await?;
+    let suppliers = names("SELECT name, id FROM supplier WHERE contract_id = $1").await?;
+    let used: std::collections::HashSet<String> =
+        sqlx::query("SELECT asset_no FROM asset WHERE contract_id = $1 AND asset_no <> ''")
+            .bind(scope.contract_id())
+            .fetch_all(&db.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>("asset_no"))
+            .collect::<Result<_, _>>()?;
+    let mut ready: Vec<Checked> = Vec::with_capacity(sheet.rows.len());
+    for (row, r) in &sheet.rows {
+        match to_input(r, &sites, &suppliers, &used) {
+            Ok(c) => ready.push(c),
+            Err((column, message)) => problems.push(ImportProblem { row: *row, column: Some(column.into()), message }),
+        }
+    }
+    problems.sort_by_key(|p| p.row);
+    let mut report = ImportReport {
+        rows: sheet.rows.len(),
+        blank_rows: sheet.blank_rows,
+        ignored_columns: sheet.ignored_columns,
+        problems,
+        imported: None,
+    };
+    if dry_run || !report.problems.is_empty() {
+        return Ok(report);
+    }
+    let mut tx = db.begin_write(now).await?;
+    let mut first_id = None;
+    for c in &ready {
+        let id = insert(&mut tx, scope, c, now).await?;
+        first_id.get_or_insert(id);
+        let after = serde_json::to_value(&c.a).unwrap_or_default();
+        record_history(&mut tx, scope, &format!("asset:{id}"), "import", None, Some(&after)).await?;
+    }
+    tx.audit(
+        AuditEntry::new(scope.actor(), "asset.import", format!("contract:{}", scope.contract_id()))
+            .contract(scope.contract_id())
+            .detail(format!("rows={} first_asset={}", ready.len(), first_id.unwrap_or(0))),
+    )
+    .await?;
+    tx.commit().await?;
+    report.imported = Some(ready.len());
+    Ok(report)
+}
+
+type CellProblem = (&'static str, Message);
+
+fn to_input(
+    r: &AssetRow,
+    sites: &HashMap<String, i64>,
+    suppliers: &HashMap<String, i64>,
+    used: &std::collections::HashSet<String>,
+) -> Result<Checked, CellProblem> {
+    let g = |f: Field| r.get(f).to_string();
+    let site_id = match r.get(Field::Site) {
+        "" => None,
+        name => Some(*sites.get(name).ok_or_else(|| {
+            (
+                Field::Site.header(),
+                Message::new(format!("本合同没有站点“{name}”"), format!("This contract has no site \"{name}\"")),
+            )
+        })?),
+    };
+    let supplier_id = match r.get(Field::Supplier) {
+        "" => None,
+        name => Some(*suppliers.get(name).ok_or_else(|| {
+            (
+                Field::Supplier.header(),
+                Message::new(format!("本合同没有供应商“{name}”"), format!("This contract has no supplier \"{name}\"")),
+            )
+        })?),
+    };
+    let no = g(Field::AssetNo);
+    if !no.is_empty() && used.contains(&no) {
+        return Err((
+            Field::AssetNo.header(),
+            Message::new(
+                format!("资产编号“{no}”已在台账中"),
+                format!("Asset number \"{no}\" is already in the ledger"),
+            ),
+        ));
+    }
+    let a = AssetInput {
+        kind: g(Field::Kind),
+        name: g(Field::Name),
+        model: g(Field::Model),
+        brand: g(Field::Brand),
+        manufacturer: g(Field::Manufacturer),
+        unit: g(Field::Unit),
+        quantity: Some(r.quantity),
+        serial: g(Field::Serial),
+        manufactured_on: g(Field::ManufacturedOn),
+        installed_on: g(Field::InstalledOn),
+        site_id,
+        room: g(Field::Room),
+        rack: g(Field::Rack),
+        u_position: g(Field::UPosition),
+        department: g(Field::Department),
+        category: g(Field::Category),
+        asset_no: no,
+        dimensions: g(Field::Dimensions),
+        weight: g(Field::Weight),
+        accessories: g(Field::Accessories),
+        parameters: g(Field::Parameters),
+        status: g(Field::Status),
+        owner: g(Field::Owner),
+        supplier_id,
+        warranty_end: g(Field::WarrantyEnd),
+        ips: g(Field::Ips),
+        ports: g(Field::Ports),
+        custom: None,
+        notes: g(Field::Notes),
+    };
+    Ok(Checked { quantity: r.quantity, custom: "{}".into(), a })
+}
+
+/// Every asset of the contract in the import layout (export, then re-import, is a round trip).
+pub async fn export_rows(db: &Db, scope: &ContractScope) -> StoreResult<(Vec<&'static str>, Vec<Vec<String>>)> {
+    scope.require(ContractPermission::AssetRead)?;
+    let headers: Vec<&'static str> = Field::ALL.iter().map(|f| f.header()).collect();
+    let suppliers: HashMap<i64, String> = sqlx::query("SELECT id, name FROM supplier WHERE contract_id = $1")
+        .bind(scope.contract_id())
+        .fetch_all(&db.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+        .collect::<StoreResult<_>>()?;
+    let mut rows = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = list(db, scope, &AssetFilter { after: Some(after), limit: Some(500), ..Default::default() }).await?;
+        for a in &page.items {
+            let v = serde_json::to_value(a).unwrap_or_default();
+            rows.push(
+                Field::ALL
+                    .iter()
+                    .map(|f| match f {
+                        Field::Site => a.site_name.clone().unwrap_or_default(),
+                        Field::Supplier => a.supplier_id.and_then(|s| suppliers.get(&s).cloned()).unwrap_or_default(),
+                        Field::Quantity => a.quantity.to_string(),
+                        _ => v.get(f.key()).and_then(|x| x.as_str()).unwrap_or("").to_string(),
+                    })
+                    .collect(),
+            );
+        }
+        match page.next_after {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    Ok((headers, rows))
+}
