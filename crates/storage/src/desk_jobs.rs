@@ -9,7 +9,7 @@
 
 use sqlx::Row;
 use yunwei_core::authz::ContractRole;
-use yunwei_core::desk::{self, Audience, NoticeKind};
+use yunwei_core::desk::{self, Audience, Notice, NoticeKind};
 use yunwei_core::sla::Event;
 use yunwei_core::ticket::State;
 
@@ -18,7 +18,8 @@ use crate::db::Db;
 use crate::error::{StoreError, StoreResult};
 use crate::notifications::{self, Recipients};
 use crate::principal::ContractScope;
-use crate::rules;
+use crate::db::WriteTx;
+use crate::rules::{self, Rules};
 use crate::tickets::{self, ActionInput};
 
 /// Takes or renews the lease on a background job for `ttl_ms`. True when this holder has it.
@@ -128,6 +129,67 @@ fn notice_text(t: &tickets::Ticket, k: &NoticeKind, at: i64, notify: &[String]) 
     (title, body)
 }
 
+/// Fires the notices that are due, once each: records the key, then tells the audience. Runs
+/// inside the caller's write transaction — the scheduler's, or the ticket change that made the
+/// notice due (a new ticket's start notice goes out with the ticket itself). Returns the keys fired.
+pub(crate) async fn fire(
+    tx: &mut WriteTx,
+    scope: &ContractScope,
+    t: &tickets::Ticket,
+    rules: &Rules,
+    due: &[Notice],
+    now: i64,
+) -> StoreResult<Vec<String>> {
+    let notify = rules
+        .compiled
+        .file
+        .levels
+        .iter()
+        .find(|l| l.name.get_ref() == &t.level)
+        .map(|l| l.notify.as_slice())
+        .unwrap_or(&[]);
+    let mut fired = Vec::new();
+    for notice in due {
+        let inserted = sqlx::query(
+            "INSERT INTO ticket_notice (ticket_id, notice_key, contract_id, due_at, fired_at, kind) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (ticket_id, notice_key) DO NOTHING",
+        )
+        .bind(t.id)
+        .bind(notice.key.clone())
+        .bind(scope.contract_id())
+        .bind(notice.at)
+        .bind(now)
+        .bind(notice_kind_name(&notice.kind))
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            continue;
+        }
+        let (title, body) = notice_text(t, &notice.kind, notice.at, notify);
+        for a in &notice.audience {
+            let to = match a {
+                Audience::Assignee => match t.assignee_user_id {
+                    Some(uid) => Recipients::User(uid),
+                    None => Recipients::Role(ContractRole::ServiceDesk),
+                },
+                Audience::Reporter => {
+                    match (t.reporter_user_id, notifications::looks_like_email(&t.reporter_contact)) {
+                        (Some(uid), _) => Recipients::User(uid),
+                        (None, true) => Recipients::Address(t.reporter_contact.clone()),
+                        (None, false) => continue,
+                    }
+                }
+                Audience::Role(r) => Recipients::Role(*r),
+            };
+            notifications::send(tx, scope.contract_id(), Some(t.id), &to, notice_kind_name(&notice.kind), &title, &body)
+                .await?;
+        }
+        fired.push(notice.key.clone());
+    }
+    Ok(fired)
+}
+
 async fn check_ticket(db: &Db, scope: &ContractScope, id: i64, now: i64) -> StoreResult<(usize, bool)> {
     let mut t = tickets::get(db, scope, id).await?;
     let rules = rules::version(db, t.contract_id, t.contract_version).await?;
@@ -146,62 +208,8 @@ async fn check_ticket(db: &Db, scope: &ContractScope, id: i64, now: i64) -> Stor
         let auto: Vec<_> = plan.due.into_iter().filter(|n| n.kind == NoticeKind::AutoClose).collect();
         plan = desk::Plan { due: auto.into_iter().chain(after.due).collect(), next_at: after.next_at };
     }
-    let notify = rules
-        .compiled
-        .file
-        .levels
-        .iter()
-        .find(|l| l.name.get_ref() == &t.level)
-        .map(|l| l.notify.clone())
-        .unwrap_or_default();
     let mut tx = db.begin_write(now).await?;
-    let mut fired = Vec::new();
-    for notice in &plan.due {
-        let inserted = sqlx::query(
-            "INSERT INTO ticket_notice (ticket_id, notice_key, contract_id, due_at, fired_at, kind) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (ticket_id, notice_key) DO NOTHING",
-        )
-        .bind(id)
-        .bind(notice.key.clone())
-        .bind(scope.contract_id())
-        .bind(notice.at)
-        .bind(now)
-        .bind(notice_kind_name(&notice.kind))
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            continue;
-        }
-        let (title, body) = notice_text(&t, &notice.kind, notice.at, &notify);
-        for a in &notice.audience {
-            let to = match a {
-                Audience::Assignee => match t.assignee_user_id {
-                    Some(uid) => Recipients::User(uid),
-                    None => Recipients::Role(ContractRole::ServiceDesk),
-                },
-                Audience::Reporter => {
-                    match (t.reporter_user_id, notifications::looks_like_email(&t.reporter_contact)) {
-                        (Some(uid), _) => Recipients::User(uid),
-                        (None, true) => Recipients::Address(t.reporter_contact.clone()),
-                        (None, false) => continue,
-                    }
-                }
-                Audience::Role(r) => Recipients::Role(*r),
-            };
-            notifications::send(
-                &mut tx,
-                scope.contract_id(),
-                Some(id),
-                &to,
-                notice_kind_name(&notice.kind),
-                &title,
-                &body,
-            )
-            .await?;
-        }
-        fired.push(notice.key.clone());
-    }
+    let fired = fire(&mut tx, scope, &t, &rules, &plan.due, now).await?;
     // Only if nobody changed the ticket since it was read: a change re-plans it itself, and its
     // next_check_at must not be overwritten with this pass's older plan.
     sqlx::query("UPDATE ticket SET next_check_at = $1 WHERE id = $2 AND contract_id = $3 AND version = $4")

@@ -391,6 +391,7 @@ pub async fn create(db: &Db, scope: &ContractScope, input: &NewTicket, now: i64)
     // The new row as inserted: nobody is assigned yet, so no join is needed to answer.
     let ticket = ticket_from_row(&row)?;
     let id = ticket.id;
+    let fired = crate::desk_jobs::fire(&mut tx, scope, &ticket, &rules, &derived.due, now).await?;
     let detail = format!("{} {} {} 渠道/channel={}", n.kind.as_str(), n.level, n.title, n.channel);
     insert_event(&mut tx, scope, id, n.received_at, "create", Some("created"), &detail).await?;
     insert_event(&mut tx, scope, id, n.received_at, "level", Some(&format!("level:{}", n.level)), &n.level).await?;
@@ -409,7 +410,7 @@ pub async fn create(db: &Db, scope: &ContractScope, input: &NewTicket, now: i64)
     tx.audit(
         AuditEntry::new(scope.actor(), "ticket.create", format!("ticket:{id}"))
             .contract(scope.contract_id())
-            .detail(format!("{number} {detail}")),
+            .detail(format!("{number} {detail}{}", notices_fired(&fired))),
     )
     .await?;
     tx.commit().await?;
@@ -481,6 +482,8 @@ struct Facts<'a> {
 struct Derived {
     due_sort: i64,
     next_check_at: Option<i64>,
+    /// Notices due now, fired in the transaction of the change that made them due.
+    due: Vec<desk::Notice>,
 }
 
 /// What the desk rules need to know of a ticket. The confirmation wait starts at the latest
@@ -502,8 +505,7 @@ fn desk_facts<'a>(f: &'a Facts<'a>, events: &'a [Event]) -> desk::TicketFacts<'a
 
 /// The desk plan of a stored ticket (the scheduler's view).
 pub(crate) fn plan_of(rules: &Rules, holidays: &HolidayTable, t: &Ticket, events: &[Event], now: i64) -> desk::Plan {
-    let facts =
-        Facts { state: t.state(), level: &t.level, incident_class: &t.incident_class, received_at: t.received_at };
+    let facts = Facts { state: t.state(), level: &t.level, incident_class: &t.incident_class, received_at: t.received_at };
     desk::plan(&rules.compiled, holidays, &desk_facts(&facts, events), now)
 }
 
@@ -519,9 +521,11 @@ fn derive(rules: &Rules, holidays: &HolidayTable, f: &Facts<'_>, events: &[Event
         NO_DUE
     };
     let plan = desk::plan(&rules.compiled, holidays, &desk_facts(f, events), now);
-    // Notices already due are fired by the next scheduler pass.
-    let next_check_at = if plan.due.is_empty() { plan.next_at } else { Some(now) };
-    Derived { due_sort, next_check_at }
+    // Closing a ticket is the scheduler's own step (it goes through `act`); everything else that
+    // is due goes out with this change.
+    let (auto_close, due): (Vec<_>, Vec<_>) = plan.due.into_iter().partition(|n| n.kind == desk::NoticeKind::AutoClose);
+    let next_check_at = if auto_close.is_empty() { plan.next_at } else { Some(now) };
+    Derived { due_sort, next_check_at, due }
 }
 
 /// Every clock of the contract version for this history (clocks without a target for the level
@@ -550,12 +554,19 @@ pub(crate) async fn sla_events(conn: &mut sqlx::AnyConnection, ticket_id: i64) -
         .collect()
 }
 
-/// Recomputes the derived columns of one ticket inside a write transaction.
-async fn refresh(tx: &mut WriteTx, db: &Db, t: &Ticket, state: State, level: &str, now: i64) -> StoreResult<()> {
+/// Recomputes the derived columns of one ticket inside a write transaction and fires the notices
+/// the change made due. Returns the keys fired (for the change's audit record).
+async fn refresh(tx: &mut WriteTx, db: &Db, scope: &ContractScope, id: i64, now: i64) -> StoreResult<Vec<String>> {
+    let row = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE t.contract_id = $1 AND t.id = $2")))
+        .bind(scope.contract_id())
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await?;
+    let t = ticket_from_row(&row)?;
     let rules = rules::version(db, t.contract_id, t.contract_version).await?;
     let holidays = rules::holidays(db).await?;
     let events = sla_events(tx.conn(), t.id).await?;
-    let facts = Facts { state, level, incident_class: &t.incident_class, received_at: t.received_at };
+    let facts = Facts { state: t.state(), level: &t.level, incident_class: &t.incident_class, received_at: t.received_at };
     let d = derive(&rules, &holidays, &facts, &events, now);
     sqlx::query("UPDATE ticket SET due_sort = $1, next_check_at = $2 WHERE id = $3")
         .bind(d.due_sort)
@@ -563,7 +574,11 @@ async fn refresh(tx: &mut WriteTx, db: &Db, t: &Ticket, state: State, level: &st
         .bind(t.id)
         .execute(tx.conn())
         .await?;
-    Ok(())
+    crate::desk_jobs::fire(tx, scope, &t, &rules, &d.due, now).await
+}
+
+fn notices_fired(keys: &[String]) -> String {
+    if keys.is_empty() { String::new() } else { format!(" notices={}", keys.join(",")) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1291,12 +1306,12 @@ pub async fn act(db: &Db, scope: &ContractScope, id: i64, input: &ActionInput, n
     if !comment.is_empty() {
         insert_comment(&mut tx, scope, id, &comment, input.internal && sees_internal(scope), "web", now).await?;
     }
-    refresh(&mut tx, db, &t, state, &t.level, now).await?;
+    let fired = refresh(&mut tx, db, scope, id, now).await?;
     step_notifications(&mut tx, scope, &t, action, assignee, &comment).await?;
     tx.audit(
         AuditEntry::new(scope.actor(), &format!("ticket.{}", action.as_str()), format!("ticket:{id}"))
             .contract(scope.contract_id())
-            .detail(format!("{} {} → {} {detail}", t.number, t.state, state.as_str())),
+            .detail(format!("{} {} → {} {detail}{}", t.number, t.state, state.as_str(), notices_fired(&fired))),
     )
     .await?;
     tx.commit().await?;
@@ -1447,13 +1462,17 @@ pub async fn edit(db: &Db, scope: &ContractScope, id: i64, e: &TicketEdit, now: 
         )
         .await?;
     }
-    let mut changed = t.clone();
-    changed.incident_class = class;
-    refresh(&mut tx, db, &changed, t.state(), &level, now).await?;
+    let fired = refresh(&mut tx, db, scope, id, now).await?;
     tx.audit(
         AuditEntry::new(scope.actor(), "ticket.edit", format!("ticket:{id}"))
             .contract(scope.contract_id())
-            .detail(format!("before=level={} title={} after=level={level} title={title}", t.level, t.title)),
+            .detail(format!(
+                "before=level={} class={} title={} after=level={level} class={class} title={title}{}",
+                t.level,
+                t.incident_class,
+                t.title,
+                notices_fired(&fired)
+            )),
     )
     .await?;
     tx.commit().await?;
@@ -1607,8 +1626,12 @@ pub async fn submit_summary(
         return Err(StoreError::Conflict(CHANGED));
     }
     insert_event(&mut tx, scope, id, now, "summary", Some(ticket::SUMMARY_SUBMITTED), "").await?;
-    refresh(&mut tx, db, &t, t.state(), &t.level, now).await?;
-    tx.audit(AuditEntry::new(scope.actor(), "ticket.summary", format!("ticket:{id}")).contract(scope.contract_id()))
+    let fired = refresh(&mut tx, db, scope, id, now).await?;
+    tx.audit(
+        AuditEntry::new(scope.actor(), "ticket.summary", format!("ticket:{id}"))
+            .contract(scope.contract_id())
+            .detail(notices_fired(&fired)),
+    )
         .await?;
     tx.commit().await?;
     get(db, scope, id).await
