@@ -1,7 +1,7 @@
 //! HTTP load generator for BENCHMARKS.md: closed-loop workers, latency percentiles, one JSON line.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -25,6 +25,8 @@ enum Command {
     Get(GetArgs),
     /// Loop the form login: GET /login, then POST /login (only the POST is timed).
     Login(LoginArgs),
+    /// Loop POST requests with a JSON body (e.g. ticket creation), each body made distinct.
+    Create(CreateArgs),
 }
 
 #[derive(Args)]
@@ -40,7 +42,64 @@ struct GetArgs {
     duration_secs: u64,
     #[arg(long, default_value_t = 2)]
     warmup_secs: u64,
+    /// Stop after this many measured requests (besides the duration bound).
+    #[arg(long)]
+    requests: Option<u64>,
 }
+
+#[derive(Args)]
+struct CreateArgs {
+    /// The collection to POST to, e.g. http://127.0.0.1:8080/api/v1/contracts/1/tickets
+    #[arg(long)]
+    url: String,
+    /// Extra request header, `Name: value`; repeatable (session cookie, X-CSRF-Token, Bearer token).
+    #[arg(long = "header")]
+    headers: Vec<String>,
+    /// JSON body template. Placeholders: `{n}` the request's sequence number (unique within the
+    /// run), `{level}` the next of --levels, `{title}` and `{system}` picked from built-in lists
+    /// of realistic service-desk wording, `{tag}` the --tag value. Default: a yunwei fault ticket.
+    #[arg(long)]
+    body: Option<String>,
+    /// Levels cycled through by `{level}`.
+    #[arg(long, default_value = "L1,L2,L3,L4", value_delimiter = ',')]
+    levels: Vec<String>,
+    /// Marks the bodies of this run (e.g. `c8r2`), so runs are told apart in the data.
+    #[arg(long, default_value = "bench")]
+    tag: String,
+    /// Status that counts as success.
+    #[arg(long, default_value_t = 201)]
+    expect_status: u16,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup_secs: u64,
+    /// Stop after this many measured requests (besides the duration bound).
+    #[arg(long)]
+    requests: Option<u64>,
+}
+
+/// A yunwei ticket as the service desk records a phone report.
+const DEFAULT_TICKET_BODY: &str = r#"{"kind":"fault","level":"{level}","title":"{title} #{n} ({tag})","description":"用户来电反映：{title}。影响范围待确认，已请用户提供截图。\nReported by phone; scope to be confirmed.","channel":"phone","reporter_name":"城管委值班员{n}","system_name":"{system}"}"#;
+
+const TITLES: &[&str] = &[
+    "数字城管平台登录缓慢",
+    "视频监控平台部分摄像头离线",
+    "数据库主从同步延迟",
+    "案件受理子系统无法提交",
+    "核心交换机端口告警",
+    "机房精密空调温度告警",
+    "存储阵列磁盘预警",
+    "地理信息服务地图加载失败",
+    "短信网关发送失败",
+    "移动采集终端无法同步",
+    "负载均衡健康检查异常",
+    "备份作业未按时完成",
+];
+
+const SYSTEMS: &[&str] =
+    &["数字城管平台", "视频监控平台", "地理信息系统", "数据交换平台", "机房基础设施", "移动采集系统"];
 
 #[derive(Args)]
 struct LoginArgs {
@@ -69,6 +128,15 @@ enum Workload {
         base: String,
         form_prefix: String,
     },
+    /// `body` is the template; `seq` numbers the requests of the run across workers.
+    Create {
+        url: String,
+        body: String,
+        levels: Vec<String>,
+        tag: String,
+        expect: StatusCode,
+        seq: AtomicU64,
+    },
 }
 
 impl Workload {
@@ -77,8 +145,40 @@ impl Workload {
         match self {
             Workload::Get { url } => get_once(client, url).await,
             Workload::Login { base, form_prefix } => login_once(client, base, form_prefix).await,
+            Workload::Create { url, body, levels, tag, expect, seq } => {
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let body = fill_template(body, n, levels, tag);
+                post_json_once(client, url, body, *expect).await
+            }
         }
     }
+}
+
+/// The body of request `n`: every placeholder replaced (JSON-safe values only).
+fn fill_template(template: &str, n: u64, levels: &[String], tag: &str) -> String {
+    let i = n as usize;
+    let level = levels.get(i % levels.len().max(1)).map_or("L3", String::as_str);
+    // Different strides, so titles and systems do not move in lockstep.
+    let title = TITLES[(i * 7 + i / TITLES.len()) % TITLES.len()];
+    let system = SYSTEMS[(i * 5 + 3) % SYSTEMS.len()];
+    template
+        .replace("{n}", &n.to_string())
+        .replace("{level}", level)
+        .replace("{title}", title)
+        .replace("{system}", system)
+        .replace("{tag}", tag)
+}
+
+async fn post_json_once(client: &Client, url: &str, body: String, expect: StatusCode) -> anyhow::Result<Duration> {
+    let request = client.post(url).header(CONTENT_TYPE, "application/json").body(body);
+    let start = Instant::now();
+    let resp = request.send().await?;
+    let status = resp.status();
+    // The whole answer (the created ticket as JSON) is part of the timing, as for `get`.
+    let answer = resp.bytes().await?;
+    let elapsed = start.elapsed();
+    ensure!(status == expect, "HTTP {status} (expected {expect}): {}", String::from_utf8_lossy(&answer));
+    Ok(elapsed)
 }
 
 async fn get_once(client: &Client, url: &str) -> anyhow::Result<Duration> {
@@ -172,6 +272,8 @@ struct Load {
     concurrency: usize,
     warmup: Duration,
     duration: Duration,
+    /// Bound on measured iterations (warm-up iterations are not counted).
+    max_requests: Option<u64>,
 }
 
 /// Set by the first failure, so its message is printed once rather than per request.
@@ -182,15 +284,21 @@ async fn run(kind: &str, client: Client, workload: Workload, load: &Load) -> any
     let workload = Arc::new(workload);
     let measure_from = Instant::now() + load.warmup;
     let stop_at = measure_from + load.duration;
+    // Measured iterations claimed so far, against `max_requests`.
+    let claimed = Arc::new(AtomicU64::new(0));
+    let max_requests = load.max_requests.unwrap_or(u64::MAX);
     let mut workers = Vec::with_capacity(load.concurrency);
     for _ in 0..load.concurrency {
-        let (client, workload) = (client.clone(), Arc::clone(&workload));
+        let (client, workload, claimed) = (client.clone(), Arc::clone(&workload), Arc::clone(&claimed));
         workers.push(tokio::spawn(async move {
             // Latencies (µs) of successful iterations and the count of failed ones.
             let (mut samples, mut errors) = (Vec::new(), 0u64);
             loop {
                 let started = Instant::now();
                 if started >= stop_at {
+                    break;
+                }
+                if started >= measure_from && claimed.fetch_add(1, Ordering::Relaxed) >= max_requests {
                     break;
                 }
                 let outcome = workload.run_once(&client).await;
@@ -253,16 +361,17 @@ async fn main() -> anyhow::Result<()> {
     // One client shared by all workers, so connections are kept alive and reused; the timeout
     // stops a stalled server from hanging the run.
     let builder = Client::builder().timeout(Duration::from_secs(30)).tls_danger_accept_invalid_certs(cli.insecure);
-    let load = |concurrency, warmup_secs, duration_secs| Load {
+    let load = |concurrency, warmup_secs, duration_secs, max_requests| Load {
         concurrency,
         warmup: Duration::from_secs(warmup_secs),
         duration: Duration::from_secs(duration_secs),
+        max_requests,
     };
     let (kind, client, workload, load) = match cli.command {
         Command::Get(args) => {
             let headers = parse_headers(&args.headers)?;
             let client = builder.default_headers(headers).build()?;
-            let load = load(args.concurrency, args.warmup_secs, args.duration_secs);
+            let load = load(args.concurrency, args.warmup_secs, args.duration_secs, args.requests);
             ("get", client, Workload::Get { url: args.url }, load)
         }
         Command::Login(args) => {
@@ -271,8 +380,28 @@ async fn main() -> anyhow::Result<()> {
             let base = args.url.trim_end_matches('/').to_string();
             let (login, password) = (url_encode(&args.login), url_encode(&args.password));
             let form_prefix = format!("login={login}&password={password}");
-            let load = load(args.concurrency, args.warmup_secs, args.duration_secs);
+            let load = load(args.concurrency, args.warmup_secs, args.duration_secs, None);
             ("login", client, Workload::Login { base, form_prefix }, load)
+        }
+        Command::Create(args) => {
+            let headers = parse_headers(&args.headers)?;
+            // No redirects: an answer other than the expected status is an error to report.
+            let client = builder.default_headers(headers).redirect(redirect::Policy::none()).build()?;
+            let body = args.body.unwrap_or_else(|| DEFAULT_TICKET_BODY.to_string());
+            // Fail before the run if the template does not yield JSON.
+            serde_json::from_str::<serde_json::Value>(&fill_template(&body, 0, &args.levels, &args.tag))
+                .context("--body does not give valid JSON")?;
+            let expect = StatusCode::from_u16(args.expect_status)?;
+            let load = load(args.concurrency, args.warmup_secs, args.duration_secs, args.requests);
+            let workload = Workload::Create {
+                url: args.url,
+                body,
+                levels: args.levels,
+                tag: args.tag,
+                expect,
+                seq: AtomicU64::new(0),
+            };
+            ("create", client, workload, load)
         }
     };
     run(kind, client, workload, &load).await
