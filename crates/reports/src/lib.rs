@@ -1,4 +1,5 @@
-//! Report files for yunwei: Excel workbooks (.xlsx) built in memory from plain tables.
+//! Report files for yunwei: Excel workbooks (.xlsx) built in memory from plain tables; and, in
+//! [`read_sheet`], the other way: a sheet (.xlsx, .xls, .csv) read for import.
 //!
 //! Every sheet has an optional title row, a bold header row that stays in view (frozen) and carries
 //! an autofilter, and columns sized to their content (Chinese characters count double). Text is
@@ -7,6 +8,9 @@
 //! in UTC and shown in Asia/Shanghai time (UTC+8, no daylight saving).
 
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet, XlsxError};
+
+mod read;
+pub use read::{MAX_COLUMNS, MAX_ROWS, ReadError, Sheet, ledger_xlsx, read_sheet, read_sheet_with_progress};
 
 /// One cell of a table.
 #[derive(Debug, Clone, PartialEq)]

@@ -61,6 +61,23 @@ pub async fn get_admin(db: &Db, scope: &AdminScope, id: i64) -> StoreResult<Cont
     get_contract_row(db, id).await
 }
 
+/// A contract by its code (`CD-DCM-2022`), for administrators and the console (`yunwei asset
+/// import --contract CODE`), who then take the contract's scope by its id. `NotFound` when no
+/// contract has that code.
+pub async fn find_by_code(db: &Db, scope: &AdminScope, code: &str) -> StoreResult<Contract> {
+    if !matches!(
+        scope.permission(),
+        AdminPermission::ContractManage | AdminPermission::RoleGrant | AdminPermission::TokenManage
+    ) {
+        return Err(StoreError::Forbidden);
+    }
+    let row = sqlx::query("SELECT * FROM contract WHERE code = $1")
+        .bind(code.trim().to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    contract_from_row(&row.ok_or(StoreError::NotFound)?)
+}
+
 /// A contract the caller belongs to, with the caller's role in it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MyContract {

@@ -90,10 +90,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_asset_ledger.sql"),
         postgres: include_str!("../migrations/postgres/0004_asset_ledger.sql"),
     },
+    Migration {
+        version: 5,
+        name: "device_config_alerts",
+        sqlite: include_str!("../migrations/sqlite/0005_device_config_alerts.sql"),
+        postgres: include_str!("../migrations/postgres/0005_device_config_alerts.sql"),
+    },
 ];
 
 /// The schema version this binary expects.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// A pool on one of the two engines, plus the key that seals secrets at rest.
 #[derive(Clone)]
@@ -108,6 +114,8 @@ pub struct Db {
     pub(crate) rules_cache: Arc<crate::rules::RulesCache>,
     /// Whether notifications also queue emails (set when SMTP is configured).
     pub(crate) email_enabled: Arc<std::sync::atomic::AtomicBool>,
+    /// The queue of this process's SQLite writers (see [`Db::begin_write`]).
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -154,6 +162,7 @@ impl Db {
             policy_cache: Arc::default(),
             rules_cache: Arc::default(),
             email_enabled: Arc::default(),
+            sqlite_writer: Arc::default(),
         };
         db.migrate().await?;
         Ok(db)
@@ -199,12 +208,26 @@ impl Db {
     /// Starts a write transaction that holds the writer lock from its first statement, so that the
     /// audit chain it appends to cannot interleave with another writer's.
     pub async fn begin_write(&self, now_ms: i64) -> StoreResult<WriteTx> {
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let (tx, queued) = match self.backend {
+            Backend::Sqlite => {
+                // Writers of this process queue here instead of in SQLite's busy handler, which
+                // sleeps in growing steps between retries: under concurrent writes that sleeping,
+                // not the writing, set the latency. `BEGIN IMMEDIATE` still guards against other
+                // processes (the command line) writing at the same time.
+                let guard = self.sqlite_writer.clone().lock_owned().await;
+                (self.pool.begin_with("BEGIN IMMEDIATE").await?, Some(guard))
+            }
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // The row lock that orders writers on the audit chain across nodes.
+                sqlx::query("UPDATE audit_head SET touched_at = $1 WHERE id = 1")
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                (tx, None)
+            }
         };
-        sqlx::query("UPDATE audit_head SET touched_at = $1 WHERE id = 1").bind(now_ms).execute(&mut *tx).await?;
-        Ok(WriteTx { tx, now_ms, audited: 0, email_enabled: self.email_enabled.clone() })
+        Ok(WriteTx { tx, now_ms, audited: 0, email_enabled: self.email_enabled.clone(), _queued: queued })
     }
 
     /// Records an event that changes nothing else (a failed login, a denied request).
@@ -270,6 +293,8 @@ pub struct WriteTx {
     now_ms: i64,
     audited: u32,
     pub(crate) email_enabled: Arc<std::sync::atomic::AtomicBool>,
+    /// This process's place as the SQLite writer, released with the transaction.
+    _queued: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {

@@ -15,10 +15,10 @@ use yunwei_core::ticket::State;
 
 use crate::audit::AuditEntry;
 use crate::db::Db;
+use crate::db::WriteTx;
 use crate::error::{StoreError, StoreResult};
 use crate::notifications::{self, Recipients};
 use crate::principal::ContractScope;
-use crate::db::WriteTx;
 use crate::rules::{self, Rules};
 use crate::tickets::{self, ActionInput};
 
@@ -182,8 +182,16 @@ pub(crate) async fn fire(
                 }
                 Audience::Role(r) => Recipients::Role(*r),
             };
-            notifications::send(tx, scope.contract_id(), Some(t.id), &to, notice_kind_name(&notice.kind), &title, &body)
-                .await?;
+            notifications::send(
+                tx,
+                scope.contract_id(),
+                Some(t.id),
+                &to,
+                notice_kind_name(&notice.kind),
+                &title,
+                &body,
+            )
+            .await?;
         }
         fired.push(notice.key.clone());
     }

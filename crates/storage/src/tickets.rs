@@ -505,7 +505,8 @@ fn desk_facts<'a>(f: &'a Facts<'a>, events: &'a [Event]) -> desk::TicketFacts<'a
 
 /// The desk plan of a stored ticket (the scheduler's view).
 pub(crate) fn plan_of(rules: &Rules, holidays: &HolidayTable, t: &Ticket, events: &[Event], now: i64) -> desk::Plan {
-    let facts = Facts { state: t.state(), level: &t.level, incident_class: &t.incident_class, received_at: t.received_at };
+    let facts =
+        Facts { state: t.state(), level: &t.level, incident_class: &t.incident_class, received_at: t.received_at };
     desk::plan(&rules.compiled, holidays, &desk_facts(&facts, events), now)
 }
 
@@ -566,7 +567,8 @@ async fn refresh(tx: &mut WriteTx, db: &Db, scope: &ContractScope, id: i64, now:
     let rules = rules::version(db, t.contract_id, t.contract_version).await?;
     let holidays = rules::holidays(db).await?;
     let events = sla_events(tx.conn(), t.id).await?;
-    let facts = Facts { state: t.state(), level: &t.level, incident_class: &t.incident_class, received_at: t.received_at };
+    let facts =
+        Facts { state: t.state(), level: &t.level, incident_class: &t.incident_class, received_at: t.received_at };
     let d = derive(&rules, &holidays, &facts, &events, now);
     sqlx::query("UPDATE ticket SET due_sort = $1, next_check_at = $2 WHERE id = $3")
         .bind(d.due_sort)
@@ -1464,15 +1466,15 @@ pub async fn edit(db: &Db, scope: &ContractScope, id: i64, e: &TicketEdit, now: 
     }
     let fired = refresh(&mut tx, db, scope, id, now).await?;
     tx.audit(
-        AuditEntry::new(scope.actor(), "ticket.edit", format!("ticket:{id}"))
-            .contract(scope.contract_id())
-            .detail(format!(
+        AuditEntry::new(scope.actor(), "ticket.edit", format!("ticket:{id}")).contract(scope.contract_id()).detail(
+            format!(
                 "before=level={} class={} title={} after=level={level} class={class} title={title}{}",
                 t.level,
                 t.incident_class,
                 t.title,
                 notices_fired(&fired)
-            )),
+            ),
+        ),
     )
     .await?;
     tx.commit().await?;
@@ -1632,7 +1634,7 @@ pub async fn submit_summary(
             .contract(scope.contract_id())
             .detail(notices_fired(&fired)),
     )
-        .await?;
+    .await?;
     tx.commit().await?;
     get(db, scope, id).await
 }

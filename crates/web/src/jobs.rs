@@ -1,12 +1,13 @@
-//! Background work of a server node: the desk scheduler and notification delivery. Every node runs
-//! the loop; a lease in the database lets one node at a time do the work, so stateless nodes can be
-//! added and removed freely.
+//! Background work of a server node: the desk scheduler, notification delivery, and the backup of
+//! network device configurations. Every node runs the loops; a lease in the database lets one node
+//! at a time do each kind of work, so stateless nodes can be added and removed freely.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use yunwei_storage::desk_jobs;
+use yunwei_storage::device_configs::{self, PullRecord, PullTarget};
 use yunwei_storage::notifications::{self, Channel};
+use yunwei_storage::{ContractScope, desk_jobs};
 
 use crate::AppState;
 
@@ -14,6 +15,17 @@ use crate::AppState;
 /// second is ample; the pass itself reads only an index range when nothing is due.
 const TICK: Duration = Duration::from_secs(1);
 const LEASE_MS: i64 = 15_000;
+
+/// Device configurations are pulled at most daily each; a minute is precise enough to find them.
+const DEVICE_TICK: Duration = Duration::from_secs(60);
+/// Held while a pass pulls (renewed between batches).
+const DEVICE_LEASE_MS: i64 = 5 * 60_000;
+/// One pull, connection to last byte. Below the HTTP layer's 30 s, so "pull now" answers in time.
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(25);
+/// Devices pulled at once by one node.
+const PULL_CONCURRENCY: usize = 4;
+/// Targets claimed per batch (the lease is renewed between batches).
+const PULL_BATCH: i64 = 16;
 
 /// Starts the loops; they run until the runtime shuts down. The scheduler and the deliveries run
 /// apart, so that a mail server that never answers cannot delay a breach notice.
@@ -32,6 +44,16 @@ pub fn spawn(state: AppState, channels: Vec<Arc<dyn Channel>>) {
         })
         .await
     });
+    let device_state = state.clone();
+    let device_node = node.clone();
+    tokio::spawn(async move {
+        every(DEVICE_TICK, || async {
+            if let Err(e) = run_device_configs(&device_state, &device_node).await {
+                tracing::warn!(error = %e, "device configuration pass failed");
+            }
+        })
+        .await
+    });
     if !channels.is_empty() {
         tokio::spawn(async move {
             every_tick(|| async {
@@ -44,12 +66,20 @@ pub fn spawn(state: AppState, channels: Vec<Arc<dyn Channel>>) {
     }
 }
 
-async fn every_tick<F, Fut>(mut pass: F)
+async fn every_tick<F, Fut>(pass: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let mut tick = tokio::time::interval(TICK);
+    every(TICK, pass).await
+}
+
+async fn every<F, Fut>(period: Duration, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -100,4 +130,132 @@ pub async fn run_deliveries(
 pub async fn run_once(state: &AppState, node: &str, channels: &[Arc<dyn Channel>]) -> yunwei_storage::StoreResult<()> {
     run_scheduler(state, node).await?;
     run_deliveries(state, node, channels).await
+}
+
+/// What one device-configuration pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DevicePassReport {
+    pub stored: usize,
+    pub unchanged: usize,
+    pub failed: usize,
+    pub alerts: usize,
+}
+
+/// What one pull came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullOutcome {
+    Stored { version_id: i64 },
+    Unchanged { version_id: i64 },
+    Failed { error: String },
+}
+
+/// One pass over the device configurations due, if this node holds the lease: every target not
+/// tried for a day is pulled (a few at once), then overdue targets are alerted.
+pub async fn run_device_configs(state: &AppState, node: &str) -> yunwei_storage::StoreResult<DevicePassReport> {
+    run_device_configs_with(state, node, PULL_TIMEOUT).await
+}
+
+/// [`run_device_configs`] with another timeout per pull (tests).
+pub async fn run_device_configs_with(
+    state: &AppState,
+    node: &str,
+    timeout: Duration,
+) -> yunwei_storage::StoreResult<DevicePassReport> {
+    let mut report = DevicePassReport::default();
+    if !desk_jobs::try_lease(&state.db, "device_configs", node, state.now_ms(), DEVICE_LEASE_MS).await? {
+        return Ok(report);
+    }
+    loop {
+        let batch = device_configs::claim_due(&state.db, state.now_ms(), PULL_BATCH).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let limit = Arc::new(tokio::sync::Semaphore::new(PULL_CONCURRENCY));
+        let mut running = tokio::task::JoinSet::new();
+        for target in batch {
+            let (state, limit) = (state.clone(), limit.clone());
+            running.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let asset_id = target.asset_id;
+                (asset_id, pull_and_record(&state, None, target, timeout).await)
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok((_, Ok(PullOutcome::Stored { .. }))) => report.stored += 1,
+                Ok((_, Ok(PullOutcome::Unchanged { .. }))) => report.unchanged += 1,
+                Ok((_, Ok(PullOutcome::Failed { .. }))) => report.failed += 1,
+                Ok((asset_id, Err(e))) => {
+                    report.failed += 1;
+                    tracing::warn!(asset = asset_id, error = %e, "could not record a device configuration pull");
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(error = %e, "a device configuration pull panicked");
+                }
+            }
+        }
+        if !desk_jobs::try_lease(&state.db, "device_configs", node, state.now_ms(), DEVICE_LEASE_MS).await? {
+            return Ok(report);
+        }
+    }
+    report.alerts = device_configs::overdue_alerts(&state.db, state.now_ms()).await?;
+    if report != DevicePassReport::default() {
+        tracing::info!(
+            stored = report.stored,
+            unchanged = report.unchanged,
+            failed = report.failed,
+            alerts = report.alerts,
+            "device configuration pass"
+        );
+    }
+    Ok(report)
+}
+
+/// Pulls one device's configuration over SSH and records the result (a new version, unchanged,
+/// or the failure with its message). `scope` is the person who asked for it ("pull now"), `None`
+/// for the scheduled job.
+pub async fn pull_and_record(
+    state: &AppState,
+    scope: Option<&ContractScope>,
+    target: PullTarget,
+    timeout: Duration,
+) -> yunwei_storage::StoreResult<PullOutcome> {
+    let asset_id = target.asset_id;
+    match pull(&target, timeout).await {
+        Ok(pulled) => match device_configs::record_pull(&state.db, scope, asset_id, &pulled, state.now_ms()).await? {
+            PullRecord::Stored { version_id } => Ok(PullOutcome::Stored { version_id }),
+            PullRecord::Unchanged { version_id } => Ok(PullOutcome::Unchanged { version_id }),
+        },
+        Err(error) => {
+            device_configs::record_failure(&state.db, scope, asset_id, &error, state.now_ms()).await?;
+            Ok(PullOutcome::Failed { error })
+        }
+    }
+}
+
+#[cfg(feature = "netconf")]
+async fn pull(target: &PullTarget, timeout: Duration) -> Result<device_configs::PulledConfig, String> {
+    let commands =
+        yunwei_netconf::vendor(&target.vendor).ok_or_else(|| format!("unknown device vendor {:?}", target.vendor))?;
+    let t = yunwei_netconf::Target {
+        host: target.host.clone(),
+        port: target.port,
+        username: target.username.clone(),
+        password: target.password.clone(),
+        host_key_sha256: target.host_key_sha256.clone(),
+    };
+    let p = yunwei_netconf::pull(&t, commands, timeout).await?;
+    let saved_differs = p.saved.as_deref().is_some_and(|s| yunwei_netconf::differs_ignoring_volatile(&p.running, s));
+    Ok(device_configs::PulledConfig {
+        running: p.running,
+        saved: p.saved,
+        saved_differs,
+        host_key_sha256: p.host_key_sha256,
+    })
+}
+
+#[cfg(not(feature = "netconf"))]
+async fn pull(_target: &PullTarget, _timeout: Duration) -> Result<device_configs::PulledConfig, String> {
+    Err("this yunwei server was built without SSH support (cargo feature `netconf`)".into())
 }

@@ -32,6 +32,7 @@ mod security;
 mod serve;
 pub mod smtp;
 mod templates;
+mod topology;
 pub mod ui;
 
 use std::sync::Arc;

@@ -42,7 +42,10 @@ async fn security_headers(State(state): State<AppState>, req: Request, next: Nex
         "default-src 'self'; script-src 'self'; {style}; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
          object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
+    // A handler that set a stricter policy (downloads: `sandbox`; SVG: `default-src 'none'`) keeps it.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY)
+        && let Ok(v) = HeaderValue::from_str(&csp)
+    {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

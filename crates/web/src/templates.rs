@@ -36,6 +36,18 @@ const TEMPLATES: &[(&str, &str)] = embed![
     "ticket_new.html",
     "inbox.html",
     "desk_stats.html",
+    "systems.html",
+    "system.html",
+    "suppliers.html",
+    "supplier.html",
+    "visits.html",
+    "topology.html",
+    "assets.html",
+    "asset.html",
+    "asset_form.html",
+    "asset_fields.html",
+    "rounds.html",
+    "round.html",
 ];
 
 pub fn environment() -> Environment<'static> {

@@ -1,6 +1,7 @@
 //! `yunwei`: the one binary. Parses the command line, loads configuration, wires storage and the
 //! web front together. Everything of substance lives in the library crates.
 
+mod asset_cmd;
 mod config;
 mod demo;
 
@@ -82,6 +83,11 @@ enum Command {
     Calendar {
         #[command(subcommand)]
         command: CalendarCommand,
+    },
+    /// The asset ledger as sheets: import (.xlsx, .xls, .csv) and export (.xlsx).
+    Asset {
+        #[command(subcommand)]
+        command: asset_cmd::AssetCommand,
     },
 }
 
@@ -308,6 +314,10 @@ async fn run(command: Command, mut config: Config) -> Result<i32> {
                 .map_err(|e| anyhow::anyhow!("{}", describe(e)))?;
             println!("holidays for {year} loaded / 已导入 {year} 年节假日");
             Ok(0)
+        }
+        Command::Asset { command } => {
+            let db = open_db(&config).await?;
+            asset_cmd::run(&db, command, &os_user(), now_ms()).await
         }
         Command::Migrate => {
             let db = open_db(&config).await?;

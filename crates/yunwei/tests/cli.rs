@@ -202,3 +202,84 @@ fn contract_import_export_and_calendar_import() {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("2028"));
     let _ = std::fs::remove_dir_all(data);
 }
+
+#[test]
+fn asset_import_dry_run_then_for_real_and_export() {
+    let data = temp_dir("asset");
+    let d = data.to_str().unwrap();
+    let contract = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/001-chenggong-service-center.toml");
+    let out = bin().args(["--data-dir", d, "contract", "import", contract.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = data.join("设备.csv");
+    std::fs::write(
+        &csv,
+        "序号,设备名称,品牌型号,品牌,单位,数量,资产编号\n\
+         1,UPS主机,NX60KVA,艾默生,台,1,CG-001\n\
+         2,精密空调,P1040DA13,艾默生,台,2,CG-002\n\
+         \n\
+         3,六类跳线,CAT6,,根,\"4,000\",\n",
+    )
+    .unwrap();
+    let asset = |args: &[&str]| {
+        let out = bin().args(["--data-dir", d, "asset"]).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = csv.to_str().unwrap();
+
+    let (code, stdout, stderr) = asset(&["import", file, "--contract", "CG-ZWFW-2026", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("3 row(s), 1 blank") && stdout.contains("dry run"), "{stdout}");
+    assert!(!stderr.contains('█') && !stderr.contains("reading"), "no progress bar without a terminal: {stderr}");
+
+    let (code, stdout, _) = asset(&["import", file, "--contract", "CG-ZWFW-2026"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("imported 3 asset(s)"), "{stdout}");
+
+    // The same file again: its asset numbers are taken now; every such row is named, exit 1.
+    let (code, stdout, _) = asset(&["import", file, "--contract", "CG-ZWFW-2026"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "row 2 [资产编号]: 资产编号“CG-001”已在台账中 / Asset number \"CG-001\" is already in the ledger"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("row 3 [资产编号]") && stdout.contains("nothing imported"), "{stdout}");
+
+    // A bad sheet (GBK, as Chinese Excel saves CSV): each bad row, nothing written.
+    let bad = data.join("bad.csv");
+    let gbk: Vec<u8> = [
+        b"\xC9\xE8\xB1\xB8\xC3\xFB\xB3\xC6,\xCA\xFD\xC1\xBF\n".as_slice(), // 设备名称,数量
+        b"\xBD\xBB\xBB\xBB\xBB\xFA,\xC1\xBD\xCC\xA8\n",                    // 交换机,两台
+        b",1\n",
+    ]
+    .concat();
+    std::fs::write(&bad, gbk).unwrap();
+    let (code, stdout, _) = asset(&["import", bad.to_str().unwrap(), "--contract", "CG-ZWFW-2026", "--dry-run"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("CSV, GB18030"), "{stdout}");
+    assert!(stdout.contains("row 2 [数量]: 数量应为 1 到 1000000 的整数 / Quantity is a whole number"), "{stdout}");
+    assert!(stdout.contains("row 3 [设备名称]: 设备名称为空 / The name is empty"), "{stdout}");
+
+    // Not a sheet at all.
+    let broken = data.join("broken.xlsx");
+    std::fs::write(&broken, b"PK\x03\x04 not a zip").unwrap();
+    let (code, stdout, _) = asset(&["import", broken.to_str().unwrap(), "--contract", "CG-ZWFW-2026"]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("损坏") && stdout.contains("damaged"), "{stdout}");
+
+    let xlsx = data.join("台账.xlsx");
+    let (code, stdout, _) = asset(&["export", "--contract", "CG-ZWFW-2026", "--out", xlsx.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("exported 3 asset(s)"), "{stdout}");
+    assert!(std::fs::read(&xlsx).unwrap().starts_with(b"PK\x03\x04"));
+
+    let (code, _, stderr) = asset(&["import", file, "--contract", "NO-SUCH"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("no contract with code NO-SUCH"), "{stderr}");
+    let _ = std::fs::remove_dir_all(data);
+}

@@ -3,7 +3,11 @@
 //! document generated from these handlers.
 
 mod admin;
+pub(crate) mod assets;
+mod assets_import;
 mod contracts;
+mod device_configs;
+mod ledger;
 pub(crate) mod tickets;
 
 use axum::Router;
@@ -28,6 +32,10 @@ pub fn routes() -> Router<AppState> {
         .merge(contracts::routes())
         .merge(admin::routes())
         .merge(tickets::routes())
+        .merge(device_configs::routes())
+        .merge(ledger::routes())
+        .merge(assets::routes())
+        .merge(assets_import::routes())
         .fallback(|| async { AppError::not_found() })
 }
 
@@ -85,6 +93,53 @@ pub fn unauthorized() -> AppError {
         tickets::ingest_mail,
         tickets::inbox,
         tickets::mark_read,
+        device_configs::vendors,
+        device_configs::list_targets,
+        device_configs::get_target,
+        device_configs::set_target,
+        device_configs::pull_now,
+        device_configs::list_versions,
+        device_configs::get_version,
+        device_configs::diff,
+        ledger::list_systems,
+        ledger::create_system,
+        ledger::import_systems,
+        ledger::system_detail,
+        ledger::update_system,
+        ledger::delete_system,
+        ledger::list_relations,
+        ledger::create_relation,
+        ledger::delete_relation,
+        ledger::topology_svg,
+        ledger::list_suppliers,
+        ledger::create_supplier,
+        ledger::supplier_detail,
+        ledger::update_supplier,
+        ledger::delete_supplier,
+        ledger::list_evaluations,
+        ledger::evaluate_supplier,
+        ledger::list_visits,
+        ledger::request_visit,
+        ledger::visit_detail,
+        ledger::act_visit,
+        assets::list,
+        assets::create,
+        assets::detail,
+        assets::update,
+        assets::history,
+        assets::onboard,
+        assets::retire,
+        assets::list_fields,
+        assets::define_field,
+        assets::list_rounds,
+        assets::start_round,
+        assets::round,
+        assets::round_items,
+        assets::mark_item,
+        assets::close_round,
+        assets::round_report,
+        assets_import::import,
+        assets_import::export,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)

@@ -2,8 +2,10 @@
 //! one template; forms post back with the session's CSRF token.
 
 mod admin;
+pub(crate) mod assets;
 mod audit;
 mod contracts;
+mod ledger;
 mod login;
 pub(crate) mod tickets;
 
@@ -27,6 +29,8 @@ pub fn routes() -> Router<AppState> {
         .merge(admin::routes())
         .merge(audit::routes())
         .merge(tickets::routes())
+        .merge(ledger::routes())
+        .merge(assets::routes())
 }
 
 #[derive(Serialize)]
@@ -126,6 +130,18 @@ pub(crate) async fn page_in(
                 }
                 if role.permits(ContractPermission::TicketReport) {
                     push(format!("/c/{cid}/tickets/stats"), "nav.ticket_stats".into());
+                }
+                if role.permits(ContractPermission::AssetRead) {
+                    push(format!("/c/{cid}/assets"), "nav.assets".into());
+                    push(format!("/c/{cid}/assets/rounds"), "nav.rounds".into());
+                }
+                if role.permits(ContractPermission::AssetRead) {
+                    push(format!("/c/{cid}/systems"), "nav.systems".into());
+                    push(format!("/c/{cid}/suppliers"), "nav.suppliers".into());
+                    push(format!("/c/{cid}/topology"), "nav.topology".into());
+                }
+                if role.permits(ContractPermission::VisitRequest) {
+                    push(format!("/c/{cid}/visits"), "nav.visits".into());
                 }
             }
             if !contracts.is_empty() {

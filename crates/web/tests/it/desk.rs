@@ -608,6 +608,7 @@ async fn attachments_are_sniffed_and_guarded(s: TestServer) {
     assert!(r.headers["content-disposition"].to_str().unwrap().starts_with("attachment;"));
     assert_eq!(r.headers["x-content-type-options"], "nosniff");
     assert_eq!(r.headers["content-type"], "image/png");
+    assert!(r.headers["content-security-policy"].to_str().unwrap().starts_with("sandbox"));
     let d = detail(&mut zhou, cid, id).await;
     assert_eq!(d["attachments"].as_array().unwrap().len(), 1, "the internal log is hidden from the reporter");
     let r = zhou.get(&format!("/api/v1/contracts/{cid}/tickets/{id}/attachments/{internal_id}")).await;
