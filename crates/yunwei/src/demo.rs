@@ -32,7 +32,7 @@ pub async fn load(db: &Db, now_ms: i64) -> Result<Vec<(String, String)>, StoreEr
     }
     // The contract, its SLA and its sites come from the seed contract file.
     let cid = contract_files::import(db, &contract_admin, DEMO_CONTRACT.as_bytes(), now_ms).await?.contract_id;
-    let second = Some(contract_files::import(db, &contract_admin, SECOND_CONTRACT.as_bytes(), now_ms).await?.contract_id);
+    let second = contract_files::import(db, &contract_admin, SECOND_CONTRACT.as_bytes(), now_ms).await?.contract_id;
     let user_admin = operator.admin_scope(AdminPermission::UserManage)?;
     let role_admin = operator.admin_scope(AdminPermission::RoleGrant)?;
     let mut passwords = Vec::new();
@@ -42,17 +42,13 @@ pub async fn load(db: &Db, now_ms: i64) -> Result<Vec<(String, String)>, StoreEr
         let uid = users::create(db, &user_admin, new, &pw, now_ms).await?;
         contracts::grant(db, &role_admin, cid, uid, *role, now_ms).await?;
         // The vendor's people work on the second contract too (the contract switcher shows both).
-        if let Some(second) = second
-            && !role.is_client_side()
-        {
+        if !role.is_client_side() {
             contracts::grant(db, &role_admin, second, uid, *role, now_ms).await?;
         }
         passwords.push(((*login).to_string(), pw));
     }
     load_ledger(db, &operator, cid, LEDGER_004, "004-chengdu-servers.csv", now_ms).await?;
-    if let Some(second) = second {
-        load_ledger(db, &operator, second, LEDGER_001, "001-chenggong-devices.csv", now_ms).await?;
-    }
+    load_ledger(db, &operator, second, LEDGER_001, "001-chenggong-devices.csv", now_ms).await?;
     Ok(passwords)
 }
 
