@@ -51,6 +51,7 @@ enc() { python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1
 for i in $(seq 1 "$RUNS"); do
   for q in "kind=network" "status=in_service&site_id=$site" "q=$(enc 交换机)" "q=ZC-077777"; do
     "$BENCH" get --url "$base/api/v1/contracts/$cid/assets?limit=50&$q" --header "Cookie: yw_session=$session" \
-      --concurrency 8 --duration-secs 10 --warmup-secs 2 | tail -1 | sed "s|^{|{\"run\":$i,\"query\":\"$q\",|"
+      --concurrency 8 --duration-secs 10 --warmup-secs 2 | tail -1 \
+      | python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d.update(run=int(sys.argv[1]), query=sys.argv[2]); print(json.dumps(d))' "$i" "$q"
   done
 done
