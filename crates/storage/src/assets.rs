@@ -514,19 +514,7 @@ pub async fn list(db: &Db, scope: &ContractScope, f: &AssetFilter) -> StoreResul
         if q.chars().count() > 100 {
             return Err(invalid("q", "搜索词过长", "The search text is too long"));
         }
-        let pattern = like_pattern(q);
-        // SQLite answers three characters or more from the trigram index (migration 0006), whose
-        // LIKE takes no ESCAPE clause: only patterns without wildcards to escape go there.
-        // PostgreSQL's trigram index serves the LIKE below directly.
-        if db.backend() == crate::Backend::Sqlite && q.chars().count() >= 3 && !q.contains(['%', '_', '\\']) {
-            text(
-                " AND a.id IN (SELECT rowid FROM asset_search WHERE search_text LIKE ?)",
-                pattern.clone(),
-                &mut sql,
-                &mut n,
-            );
-        }
-        text(" AND a.search_text LIKE ? ESCAPE '\\'", pattern, &mut sql, &mut n);
+        text(" AND a.search_text LIKE ? ESCAPE '\\'", like_pattern(q), &mut sql, &mut n);
     }
     let mut extra_ints: Vec<(usize, i64)> = Vec::new();
     for (cond, v) in [(" AND a.site_id = ?", f.site_id), (" AND a.supplier_id = ?", f.supplier_id)] {

@@ -96,16 +96,10 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_device_config_alerts.sql"),
         postgres: include_str!("../migrations/postgres/0005_device_config_alerts.sql"),
     },
-    Migration {
-        version: 6,
-        name: "asset_search",
-        sqlite: include_str!("../migrations/sqlite/0006_asset_search.sql"),
-        postgres: include_str!("../migrations/postgres/0006_asset_search.sql"),
-    },
 ];
 
 /// The schema version this binary expects.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// A pool on one of the two engines, plus the key that seals secrets at rest.
 #[derive(Clone)]
