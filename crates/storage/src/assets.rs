@@ -475,18 +475,6 @@ pub struct AssetPage {
     pub next_after: Option<i64>,
 }
 
-fn like_pattern(q: &str) -> String {
-    let mut out = String::from("%");
-    for c in q.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 pub async fn list(db: &Db, scope: &ContractScope, f: &AssetFilter) -> StoreResult<AssetPage> {
     scope.require(ContractPermission::AssetRead)?;
     let mut sql = String::from(" WHERE a.contract_id = $1 AND a.id > $2");
@@ -514,7 +502,7 @@ pub async fn list(db: &Db, scope: &ContractScope, f: &AssetFilter) -> StoreResul
         if q.chars().count() > 100 {
             return Err(invalid("q", "搜索词过长", "The search text is too long"));
         }
-        text(" AND a.search_text LIKE ? ESCAPE '\\'", like_pattern(q), &mut sql, &mut n);
+        text(" AND a.search_text LIKE ? ESCAPE '\\'", crate::like_contains(q), &mut sql, &mut n);
     }
     let mut extra_ints: Vec<(usize, i64)> = Vec::new();
     for (cond, v) in [(" AND a.site_id = ?", f.site_id), (" AND a.supplier_id = ?", f.supplier_id)] {

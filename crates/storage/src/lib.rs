@@ -108,6 +108,20 @@ pub(crate) mod kdf {
     }
 }
 
+/// A `LIKE` pattern matching `q` anywhere, lower-cased, with `%`, `_` and `\` escaped (statements
+/// declare `ESCAPE '\'`). Substring search, because Chinese has no spaces between words.
+pub(crate) fn like_contains(q: &str) -> String {
+    let mut out = String::from("%");
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
 /// Random bytes from the operating system, hex-encoded.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

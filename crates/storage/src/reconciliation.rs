@@ -286,18 +286,6 @@ pub struct ItemPage {
     pub next_after: Option<i64>,
 }
 
-fn like_pattern(q: &str) -> String {
-    let mut out = String::from("%");
-    for c in q.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 /// The items of a round in asset order.
 pub async fn items(db: &Db, scope: &ContractScope, round_id: i64, f: &ItemFilter) -> StoreResult<ItemPage> {
     scope.require(ContractPermission::AssetRead)?;
@@ -320,7 +308,7 @@ pub async fn items(db: &Db, scope: &ContractScope, round_id: i64, f: &ItemFilter
         .bind(round_id)
         .bind(f.after.unwrap_or(0))
         .bind(outcome.to_string())
-        .bind(if q.is_empty() { "%".to_string() } else { like_pattern(q) })
+        .bind(if q.is_empty() { "%".to_string() } else { crate::like_contains(q) })
         .bind(limit + 1)
         .fetch_all(&db.pool)
         .await?;

@@ -954,19 +954,6 @@ pub struct TicketPage {
     pub next_cursor: Option<String>,
 }
 
-/// Escapes LIKE wildcards; `\` is declared as the escape character in the statement.
-fn like_pattern(q: &str) -> String {
-    let mut out = String::from("%");
-    for c in q.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 enum Bind {
     I(i64),
     S(String),
@@ -1054,7 +1041,7 @@ fn list_where(scope: &ContractScope, f: &TicketFilter) -> StoreResult<(String, V
         // Substring match: Chinese has no spaces between words, so "数据库" must match inside
         // "业务数据库主从同步失败"; LOWER() makes Latin letters match in any case on both engines.
         let n = binds.len() + 1;
-        binds.push(Bind::S(like_pattern(q)));
+        binds.push(Bind::S(crate::like_contains(q)));
         sql.push_str(&format!(
             " AND (LOWER(t.title) LIKE ${n} ESCAPE '\\' OR LOWER(t.description) LIKE ${n} ESCAPE '\\' OR LOWER(t.number) LIKE ${n} ESCAPE '\\')"
         ));

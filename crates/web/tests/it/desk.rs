@@ -8,6 +8,7 @@ use yunwei_core::authz::ContractRole;
 use yunwei_core::calendar::{day_start_utc, days_from_civil};
 
 use crate::both_engines;
+use crate::harness::urlencode;
 use crate::harness::{Browser, TestServer};
 
 const MIN: i64 = 60_000;
@@ -624,14 +625,6 @@ async fn attachments_are_sniffed_and_guarded(s: TestServer) {
     assert!(stored.iter().all(|p| !p.contains("屏幕截图") && !p.ends_with(".png") && !p.ends_with(".log")));
 }
 both_engines!(attachments_are_sniffed_and_guarded);
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
-        })
-        .collect()
-}
 
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();

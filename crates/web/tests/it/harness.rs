@@ -416,3 +416,12 @@ fn extract_csrf(body: &str) -> Option<String> {
     let rest = &body[i + 20..];
     Some(rest[..rest.find('"')?].to_string())
 }
+
+/// Percent-encodes a query value (Chinese search words, file names).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect()
+}

@@ -10,17 +10,10 @@ use serde_json::Value;
 use yunwei_core::authz::ContractRole;
 
 use crate::both_engines;
+use crate::harness::urlencode;
 use crate::harness::{Browser, Resp, TestServer};
 
 const SEED: &str = "001-chenggong-service-center.toml";
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
-        })
-        .collect()
-}
 
 /// The import request: the raw file as the body, the session's CSRF token in the header.
 fn import_request(b: &Browser, cid: i64, name: &str, dry_run: bool, bytes: Vec<u8>) -> reqwest::RequestBuilder {
