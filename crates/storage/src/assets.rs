@@ -350,7 +350,7 @@ pub async fn define_field(db: &Db, scope: &ContractScope, f: &CustomField, now: 
     .bind(f.value_type.clone())
     .bind(i64::from(f.required))
     .bind(f.position)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     tx.audit(
         AuditEntry::new(scope.actor(), "asset.field", format!("asset_field:{}:{key}", f.kind))
@@ -395,7 +395,7 @@ pub(crate) async fn record_history(
     .bind(action.to_string())
     .bind(before.map(|v| v.to_string()).unwrap_or_default())
     .bind(after.map(|v| v.to_string()).unwrap_or_default())
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -590,7 +590,7 @@ async fn insert(tx: &mut WriteTx, scope: &ContractScope, c: &Checked, now: i64) 
     .bind(a.notes.clone())
     .bind(search_text(a))
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(DUPLICATE_NO))?;
     Ok(row.try_get("id")?)
@@ -669,7 +669,7 @@ pub async fn update(
     .bind(scope.contract_id())
     .bind(id)
     .bind(version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(DUPLICATE_NO))?;
     if r.rows_affected() == 0 {

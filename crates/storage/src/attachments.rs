@@ -117,7 +117,7 @@ pub async fn save(
         .bind(i64::from(internal))
         .bind(scope.actor().name.clone())
         .bind(now)
-        .fetch_one(tx.conn())
+        .fetch_one(tx.conn().await?)
         .await?;
         let a = from_row(&row)?;
         tx.audit(

@@ -91,7 +91,7 @@ pub async fn import(db: &Db, scope: &AdminScope, bytes: &[u8], now_ms: i64) -> S
             .bind(h.ends_on.get_ref().clone())
             .bind(now_ms)
             .bind(id)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
             id
         }
@@ -106,7 +106,7 @@ pub async fn import(db: &Db, scope: &AdminScope, bytes: &[u8], now_ms: i64) -> S
         .bind(h.starts_on.get_ref().clone())
         .bind(h.ends_on.get_ref().clone())
         .bind(now_ms)
-        .fetch_one(tx.conn())
+        .fetch_one(tx.conn().await?)
         .await?
         .try_get("id")?,
     };
@@ -122,7 +122,7 @@ pub async fn import(db: &Db, scope: &AdminScope, bytes: &[u8], now_ms: i64) -> S
     .bind(lines.join("\n"))
     .bind(now_ms)
     .bind(scope.actor().name.clone())
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     let detail: String = changes.join("\n").chars().take(4000).collect();
     tx.audit(
@@ -153,7 +153,7 @@ async fn add_missing_sites(
         .bind(kind)
         .bind(s.address.clone())
         .bind(now_ms)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     }
     Ok(())

@@ -194,7 +194,7 @@ pub async fn create(db: &Db, scope: &AdminScope, input: &ContractInput, now_ms: 
     .bind(c.starts_on)
     .bind(c.ends_on)
     .bind(now_ms)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(Msg::new("合同编号已存在", "A contract with this code exists")))?
     .try_get("id")?;
@@ -239,7 +239,7 @@ pub async fn update(
     .bind(now_ms)
     .bind(id)
     .bind(version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(Msg::new("合同编号已存在", "A contract with this code exists")))?
     .rows_affected();
@@ -327,7 +327,7 @@ pub async fn grant(
     .bind(user_id)
     .bind(role.as_str())
     .bind(now_ms)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     tx.audit(
         AuditEntry::new(scope.actor(), "membership.grant", format!("user:{user_id}"))
@@ -345,7 +345,7 @@ pub async fn revoke(db: &Db, scope: &AdminScope, contract_id: i64, user_id: i64,
     let n = sqlx::query("DELETE FROM membership WHERE contract_id = $1 AND user_id = $2")
         .bind(contract_id)
         .bind(user_id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?
         .rows_affected();
     if n == 0 {

@@ -15,7 +15,7 @@ use yunwei_core::ticket::State;
 
 use crate::audit::AuditEntry;
 use crate::db::Db;
-use crate::db::WriteTx;
+use crate::db::{Arg, WriteTx};
 use crate::error::{StoreError, StoreResult};
 use crate::notifications::{self, Recipients};
 use crate::principal::ContractScope;
@@ -132,6 +132,8 @@ fn notice_text(t: &tickets::Ticket, k: &NoticeKind, at: i64, notify: &[String]) 
 /// Fires the notices that are due, once each: records the key, then tells the audience. Runs
 /// inside the caller's write transaction — the scheduler's, or the ticket change that made the
 /// notice due (a new ticket's start notice goes out with the ticket itself). Returns the keys fired.
+/// `new_ticket`: the ticket was inserted in this transaction, so none of its notices can have
+/// fired before and their rows need not be read back.
 pub(crate) async fn fire(
     tx: &mut WriteTx,
     scope: &ContractScope,
@@ -139,6 +141,7 @@ pub(crate) async fn fire(
     rules: &Rules,
     due: &[Notice],
     now: i64,
+    new_ticket: bool,
 ) -> StoreResult<Vec<String>> {
     let notify = rules
         .compiled
@@ -150,20 +153,20 @@ pub(crate) async fn fire(
         .unwrap_or(&[]);
     let mut fired = Vec::new();
     for notice in due {
-        let inserted = sqlx::query(
-            "INSERT INTO ticket_notice (ticket_id, notice_key, contract_id, due_at, fired_at, kind) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (ticket_id, notice_key) DO NOTHING",
-        )
-        .bind(t.id)
-        .bind(notice.key.clone())
-        .bind(scope.contract_id())
-        .bind(notice.at)
-        .bind(now)
-        .bind(notice_kind_name(&notice.kind))
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if inserted == 0 {
+        const INSERT_NOTICE: &str = "INSERT INTO ticket_notice (ticket_id, notice_key, contract_id, due_at, fired_at, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ticket_id, notice_key) DO NOTHING";
+        let args: Vec<Arg> = vec![
+            t.id.into(),
+            notice.key.clone().into(),
+            scope.contract_id().into(),
+            notice.at.into(),
+            now.into(),
+            notice_kind_name(&notice.kind).into(),
+        ];
+        if new_ticket {
+            tx.defer(INSERT_NOTICE, args);
+        } else if tx.execute(INSERT_NOTICE, args).await? == 0 {
+            // Fired before (by another node's scheduler, or an earlier change): once only.
             continue;
         }
         let (title, body) = notice_text(t, &notice.kind, notice.at, notify);
@@ -217,7 +220,7 @@ async fn check_ticket(db: &Db, scope: &ContractScope, id: i64, now: i64) -> Stor
         plan = desk::Plan { due: auto.into_iter().chain(after.due).collect(), next_at: after.next_at };
     }
     let mut tx = db.begin_write(now).await?;
-    let fired = fire(&mut tx, scope, &t, &rules, &plan.due, now).await?;
+    let fired = fire(&mut tx, scope, &t, &rules, &plan.due, now, false).await?;
     // Only if nobody changed the ticket since it was read: a change re-plans it itself, and its
     // next_check_at must not be overwritten with this pass's older plan.
     sqlx::query("UPDATE ticket SET next_check_at = $1 WHERE id = $2 AND contract_id = $3 AND version = $4")
@@ -225,7 +228,7 @@ async fn check_ticket(db: &Db, scope: &ContractScope, id: i64, now: i64) -> Stor
         .bind(id)
         .bind(scope.contract_id())
         .bind(t.version)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     if fired.is_empty() {
         tx.commit_bookkeeping().await?;

@@ -193,7 +193,7 @@ pub async fn set_target(
     )
     .bind(scope.contract_id())
     .bind(asset_id)
-    .fetch_optional(tx.conn())
+    .fetch_optional(tx.conn().await?)
     .await?;
     let action;
     match existing {
@@ -214,7 +214,7 @@ pub async fn set_target(
             .bind(sealed)
             .bind(max_age_days)
             .bind(now)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
             action = "device_config.target_create";
         }
@@ -249,7 +249,7 @@ pub async fn set_target(
             .bind(key)
             .bind(scope.contract_id())
             .bind(asset_id)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
             action = "device_config.target_update";
         }
@@ -462,7 +462,7 @@ pub async fn record_pull(
         sqlx::query("SELECT host_key_sha256 FROM device_config_target WHERE contract_id = $1 AND asset_id = $2")
             .bind(scope.contract_id())
             .bind(asset_id)
-            .fetch_optional(tx.conn())
+            .fetch_optional(tx.conn().await?)
             .await?
             .ok_or(StoreError::NotFound)?;
     let known_key: String = target.try_get("host_key_sha256")?;
@@ -471,7 +471,7 @@ pub async fn record_pull(
     )
     .bind(scope.contract_id())
     .bind(asset_id)
-    .fetch_optional(tx.conn())
+    .fetch_optional(tx.conn().await?)
     .await?;
     let latest: Option<(i64, String)> = match latest {
         Some(r) => Some((r.try_get("id")?, r.try_get("sha256")?)),
@@ -491,7 +491,7 @@ pub async fn record_pull(
             .bind(pulled.running.clone())
             .bind(pulled.saved.clone().unwrap_or_default())
             .bind(i64::from(pulled.saved_differs))
-            .fetch_one(tx.conn())
+            .fetch_one(tx.conn().await?)
             .await?;
             PullRecord::Stored { version_id: row.try_get("id")? }
         }
@@ -508,7 +508,7 @@ pub async fn record_pull(
     .bind(pulled.host_key_sha256.clone())
     .bind(scope.contract_id())
     .bind(asset_id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     let mut detail = match outcome {
         PullRecord::Stored { version_id } => format!("stored version {version_id} sha256={sha}"),
@@ -548,7 +548,7 @@ pub async fn record_failure(
     .bind(error.clone())
     .bind(scope.contract_id())
     .bind(asset_id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?
     .rows_affected();
     if n == 0 {
@@ -705,7 +705,7 @@ pub async fn overdue_alerts(db: &Db, now: i64) -> StoreResult<usize> {
         .bind(key.clone())
         .bind(contract_id)
         .bind(now)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?
         .rows_affected();
         if inserted == 0 {

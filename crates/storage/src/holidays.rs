@@ -45,7 +45,7 @@ pub async fn import_year(db: &Db, scope: &AdminScope, text: &str, now_ms: i64) -
     .bind(text.to_string())
     .bind(now_ms)
     .bind(scope.actor().name.clone())
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     tx.audit(AuditEntry::new(scope.actor(), "calendar.import", format!("holiday_year:{year}"))).await?;
     tx.commit().await?;

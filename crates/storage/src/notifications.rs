@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::Row;
 use yunwei_core::authz::ContractRole;
 
-use crate::db::{Db, WriteTx};
+use crate::db::{Arg, Db, WriteTx};
 use crate::error::StoreResult;
 use crate::principal::Principal;
 
@@ -37,6 +37,38 @@ pub(crate) async fn send(
     body: &str,
 ) -> StoreResult<()> {
     let email_on = tx.email_enabled.load(Ordering::Relaxed);
+    if !email_on {
+        // Inbox rows only: one statement that picks the recipients itself, deferred to the
+        // transaction's next batch (nothing here needs the rows back).
+        let now = tx.now_ms();
+        let common: Vec<Arg> =
+            vec![contract_id.into(), ticket_id.into(), kind.into(), title.into(), body.into(), now.into()];
+        match to {
+            Recipients::User(uid) => {
+                let mut args = common;
+                args.push((*uid).into());
+                tx.defer(
+                    "INSERT INTO notification (contract_id, user_id, ticket_id, kind, title, body, created_at) \
+                     SELECT $1, u.id, $2, $3, $4, $5, $6 FROM app_user u JOIN membership m ON m.user_id = u.id \
+                     WHERE m.contract_id = $1 AND u.id = $7 AND u.disabled = 0",
+                    args,
+                );
+            }
+            Recipients::Role(role) => {
+                let mut args = common;
+                args.push(role.as_str().into());
+                tx.defer(
+                    "INSERT INTO notification (contract_id, user_id, ticket_id, kind, title, body, created_at) \
+                     SELECT $1, u.id, $2, $3, $4, $5, $6 FROM app_user u JOIN membership m ON m.user_id = u.id \
+                     WHERE m.contract_id = $1 AND m.role = $7 AND u.disabled = 0 ORDER BY u.id",
+                    args,
+                );
+            }
+            // Addresses without an account are reached by email only.
+            Recipients::Address(_) => {}
+        }
+        return Ok(());
+    }
     let users: Vec<(i64, String)> = match to {
         Recipients::User(uid) => sqlx::query(
             "SELECT u.id, u.email FROM app_user u JOIN membership m ON m.user_id = u.id \
@@ -44,7 +76,7 @@ pub(crate) async fn send(
         )
         .bind(contract_id)
         .bind(*uid)
-        .fetch_all(tx.conn())
+        .fetch_all(tx.conn().await?)
         .await?
         .iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
@@ -55,7 +87,7 @@ pub(crate) async fn send(
         )
         .bind(contract_id)
         .bind(role.as_str())
-        .fetch_all(tx.conn())
+        .fetch_all(tx.conn().await?)
         .await?
         .iter()
         .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
@@ -113,7 +145,7 @@ async fn insert(
     .bind(title.to_string())
     .bind(body.to_string())
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await?;
     Ok(row.try_get("id")?)
 }
@@ -127,7 +159,7 @@ async fn queue(tx: &mut WriteTx, notification_id: i64, channel: &str, address: &
     .bind(channel.to_string())
     .bind(address.trim().to_string())
     .bind(now)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }

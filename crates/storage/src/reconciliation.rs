@@ -182,7 +182,7 @@ pub async fn start(db: &Db, scope: &ContractScope, period: &str, now: i64) -> St
     .bind(period.clone())
     .bind(scope.actor().name.clone())
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| {
         StoreError::from(e).unique_as(Msg::new("该月份已有清查", "There is already a round for that period"))
@@ -194,7 +194,7 @@ pub async fn start(db: &Db, scope: &ContractScope, period: &str, now: i64) -> St
     )
     .bind(id)
     .bind(scope.contract_id())
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?
     .rows_affected();
     tx.audit(
@@ -450,7 +450,7 @@ pub async fn mark(
     .bind(scope.contract_id())
     .bind(round_id)
     .bind(asset_id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     if r.rows_affected() == 0 {
         return Err(StoreError::Conflict(CLOSED));
@@ -547,7 +547,7 @@ pub async fn close(db: &Db, scope: &ContractScope, round_id: i64, force: bool, n
     )
     .bind(scope.contract_id())
     .bind(round_id)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await?
     .try_get("n")?;
     if pending > 0 && !force {
@@ -566,7 +566,7 @@ pub async fn close(db: &Db, scope: &ContractScope, round_id: i64, force: bool, n
         .bind(now)
         .bind(scope.contract_id())
         .bind(round_id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     }
     let r = sqlx::query(
@@ -576,7 +576,7 @@ pub async fn close(db: &Db, scope: &ContractScope, round_id: i64, force: bool, n
     .bind(now)
     .bind(scope.contract_id())
     .bind(round_id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     if r.rows_affected() == 0 {
         return Err(StoreError::Conflict(CLOSED));
@@ -654,7 +654,7 @@ pub async fn retire(
     .bind(scope.contract_id())
     .bind(id)
     .bind(version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     if r.rows_affected() == 0 {
         return Err(StoreError::Conflict(Msg::new(

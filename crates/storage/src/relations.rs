@@ -324,7 +324,7 @@ pub async fn create(db: &Db, scope: &ContractScope, input: &RelationInput, now: 
     let c = check(input)?;
     let mut tx = db.begin_write(now).await?;
     // Checked under the writer lock: an end deleted meanwhile cannot slip through.
-    let found = describe(tx.conn(), scope.contract_id(), &[c.from, c.to]).await?;
+    let found = describe(tx.conn().await?, scope.contract_id(), &[c.from, c.to]).await?;
     for (r, field) in [(c.from, "from_ref"), (c.to, "to_ref")] {
         if !found.contains_key(&r) {
             return Err(invalid(field, "记录不存在或不属于本合同", "The record does not exist in this contract"));
@@ -342,7 +342,7 @@ pub async fn create(db: &Db, scope: &ContractScope, input: &RelationInput, now: 
     .bind(c.to_port.clone())
     .bind(c.cable_label.clone())
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(DUPLICATE))?;
     let rel = from_row(&row)?;
@@ -367,7 +367,7 @@ pub async fn delete(db: &Db, scope: &ContractScope, id: i64, now: i64) -> StoreR
     let r = sqlx::query("DELETE FROM ledger_relation WHERE contract_id = $1 AND id = $2")
         .bind(scope.contract_id())
         .bind(id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     if r.rows_affected() == 0 {
         return Err(StoreError::NotFound);
@@ -391,13 +391,13 @@ pub(crate) async fn delete_all_of(tx: &mut WriteTx, scope: &ContractScope, recor
     let rows = sqlx::query("SELECT * FROM ledger_relation WHERE contract_id = $1 AND (from_ref = $2 OR to_ref = $2)")
         .bind(scope.contract_id())
         .bind(record.to_string())
-        .fetch_all(tx.conn())
+        .fetch_all(tx.conn().await?)
         .await?;
     let rels = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
     sqlx::query("DELETE FROM ledger_relation WHERE contract_id = $1 AND (from_ref = $2 OR to_ref = $2)")
         .bind(scope.contract_id())
         .bind(record.to_string())
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     for rel in &rels {
         let other = if rel.from_ref == record { &rel.to_ref } else { &rel.from_ref };

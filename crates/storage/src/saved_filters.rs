@@ -77,7 +77,7 @@ pub async fn save(db: &Db, scope: &ContractScope, name: &str, query: &str, now: 
             .bind(scope.contract_id())
             .bind(uid)
             .bind(name.clone())
-            .fetch_one(tx.conn())
+            .fetch_one(tx.conn().await?)
             .await?;
     if row.try_get::<i64, _>("n")? >= MAX_PER_USER {
         return Err(StoreError::invalid(
@@ -95,7 +95,7 @@ pub async fn save(db: &Db, scope: &ContractScope, name: &str, query: &str, now: 
     .bind(name.clone())
     .bind(query.clone())
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await?;
     let saved = from_row(&row)?;
     tx.audit(
@@ -118,7 +118,7 @@ pub async fn delete(db: &Db, scope: &ContractScope, id: i64, now: i64) -> StoreR
     .bind(scope.contract_id())
     .bind(uid)
     .bind(id)
-    .fetch_optional(tx.conn())
+    .fetch_optional(tx.conn().await?)
     .await?
     .ok_or(StoreError::NotFound)?;
     let (name, query): (String, String) = (row.try_get("name")?, row.try_get("query")?);

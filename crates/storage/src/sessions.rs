@@ -114,7 +114,7 @@ pub async fn create(
     .bind(user_agent.chars().take(300).collect::<String>())
     .bind(now)
     .bind(now + i64::from(policy.absolute_lifetime_hours) * 3_600_000)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok((token, csrf))
 }
@@ -191,7 +191,7 @@ pub async fn lookup(db: &Db, token: &str, source_ip: &str, now_ms: i64) -> Store
     };
     if let Some(why) = why {
         let mut tx = db.begin_write(now_ms).await?;
-        sqlx::query("DELETE FROM user_session WHERE token_hash = $1").bind(hash).execute(tx.conn()).await?;
+        sqlx::query("DELETE FROM user_session WHERE token_hash = $1").bind(hash).execute(tx.conn().await?).await?;
         let detail = match why {
             Lookup::IdleTimeout => "idle timeout",
             Lookup::Expired => "absolute lifetime reached",
@@ -227,7 +227,7 @@ pub async fn advance(tx: &mut WriteTx, old_hash: &str, stage: Stage) -> StoreRes
         .bind(stage.as_str())
         .bind(tx.now_ms())
         .bind(old_hash.to_string())
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?
         .rows_affected();
     if n != 1 {
@@ -266,7 +266,7 @@ pub async fn end(db: &Db, session: &Session, source_ip: &str, now_ms: i64) -> St
     let mut tx = db.begin_write(now_ms).await?;
     sqlx::query("DELETE FROM user_session WHERE token_hash = $1")
         .bind(session.token_hash.clone())
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     tx.audit(AuditEntry::new(&session.actor(source_ip), "auth.logout", format!("user:{}", session.user.id))).await?;
     tx.commit().await
@@ -277,7 +277,7 @@ pub(crate) async fn end_other_sessions(tx: &mut WriteTx, user_id: i64, keep_hash
     sqlx::query("DELETE FROM user_session WHERE user_id = $1 AND token_hash <> $2")
         .bind(user_id)
         .bind(keep_hash.unwrap_or("").to_string())
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }

@@ -54,7 +54,7 @@ pub async fn set_security_policy(db: &Db, scope: &AdminScope, policy: &SecurityP
     .bind(POLICY_KEY)
     .bind(value.clone())
     .bind(now_ms)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     let before = serde_json::to_string(&before).unwrap_or_default();
     tx.audit(

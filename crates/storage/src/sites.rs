@@ -103,7 +103,7 @@ pub async fn create(db: &Db, scope: &ContractScope, input: &SiteInput, now_ms: i
     .bind(s.address.clone())
     .bind(s.notes.clone())
     .bind(now_ms)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(DUPLICATE))?;
     let site = site_from_row(&row)?;
@@ -142,7 +142,7 @@ pub async fn update(
     .bind(scope.contract_id())
     .bind(id)
     .bind(version)
-    .fetch_optional(tx.conn())
+    .fetch_optional(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(DUPLICATE))?;
     let Some(row) = row else {
@@ -170,7 +170,7 @@ pub async fn delete(db: &Db, scope: &ContractScope, id: i64, now_ms: i64) -> Sto
     sqlx::query("DELETE FROM site WHERE contract_id = $1 AND id = $2")
         .bind(scope.contract_id())
         .bind(id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     tx.audit(
         AuditEntry::new(scope.actor(), "site.delete", format!("site:{id}"))

@@ -151,7 +151,7 @@ pub async fn create(db: &Db, scope: &ContractScope, input: &SupplierInput, now: 
     .bind(s.trainings.clone())
     .bind(s.notes.clone())
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(DUPLICATE))?;
     let id: i64 = row.try_get("id")?;
@@ -194,7 +194,7 @@ pub async fn update(
     .bind(scope.contract_id())
     .bind(id)
     .bind(version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(DUPLICATE))?;
     if r.rows_affected() == 0 {
@@ -223,7 +223,7 @@ pub async fn delete(db: &Db, scope: &ContractScope, id: i64, now: i64) -> StoreR
     let used = sqlx::query("SELECT COUNT(*) AS n FROM asset WHERE contract_id = $1 AND supplier_id = $2")
         .bind(scope.contract_id())
         .bind(id)
-        .fetch_one(tx.conn())
+        .fetch_one(tx.conn().await?)
         .await?;
     if used.try_get::<i64, _>("n")? > 0 {
         return Err(StoreError::Conflict(Msg::new(
@@ -234,12 +234,12 @@ pub async fn delete(db: &Db, scope: &ContractScope, id: i64, now: i64) -> StoreR
     sqlx::query("DELETE FROM supplier_evaluation WHERE contract_id = $1 AND supplier_id = $2")
         .bind(scope.contract_id())
         .bind(id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     sqlx::query("DELETE FROM supplier WHERE contract_id = $1 AND id = $2")
         .bind(scope.contract_id())
         .bind(id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     let mut b = serde_json::to_value(as_input(&before)).unwrap_or_default();
     if let Some(o) = b.as_object_mut() {
@@ -353,7 +353,7 @@ pub async fn evaluate(
             .bind(scope.contract_id())
             .bind(supplier_id)
             .bind(period.clone())
-            .fetch_optional(tx.conn())
+            .fetch_optional(tx.conn().await?)
             .await?;
     if dup.is_some() {
         return Err(StoreError::Conflict(Msg::new("该考核期已有评价", "This period has already been evaluated")));
@@ -369,7 +369,7 @@ pub async fn evaluate(
     .bind(comments.clone())
     .bind(by.clone())
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await?;
     let id: i64 = row.try_get("id")?;
     let e = Evaluation { id, supplier_id, period, score: input.score, comments, evaluated_by: by, created_at: now };

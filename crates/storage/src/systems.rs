@@ -253,7 +253,7 @@ async fn insert(tx: &mut crate::db::WriteTx, scope: &ContractScope, s: &SystemIn
     .bind(serde_json::to_string(&s.components).unwrap_or_else(|_| "[]".into()))
     .bind(s.function_points)
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(DUPLICATE))?;
     Ok(row.try_get("id")?)
@@ -286,7 +286,7 @@ pub async fn update(
     .bind(scope.contract_id())
     .bind(id)
     .bind(version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(DUPLICATE))?;
     if r.rows_affected() == 0 {
@@ -317,7 +317,7 @@ pub async fn delete(db: &Db, scope: &ContractScope, id: i64, now: i64) -> StoreR
     sqlx::query("DELETE FROM business_system WHERE contract_id = $1 AND id = $2")
         .bind(scope.contract_id())
         .bind(id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     let b = serde_json::to_value(as_input(&before)).unwrap_or_default();
     record_history(&mut tx, scope, &record, "delete", Some(&b), None).await?;

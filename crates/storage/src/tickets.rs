@@ -26,7 +26,7 @@ use yunwei_core::text::{multi_line, single_line};
 use yunwei_core::ticket::{self, Action, Kind, State};
 
 use crate::audit::AuditEntry;
-use crate::db::{Db, WriteTx};
+use crate::db::{Arg, Backend, Db, WriteTx};
 use crate::error::{StoreError, StoreResult};
 use crate::notifications::{self, Recipients};
 use crate::principal::ContractScope;
@@ -331,7 +331,7 @@ pub async fn create(db: &Db, scope: &ContractScope, input: &NewTicket, now: i64)
         let open = sqlx::query("SELECT id FROM ticket WHERE contract_id = $1 AND source_key = $2 AND is_open = 1")
             .bind(scope.contract_id())
             .bind(key.clone())
-            .fetch_optional(tx.conn())
+            .fetch_optional(tx.conn().await?)
             .await?;
         if let Some(row) = open {
             let id: i64 = row.try_get("id")?;
@@ -345,53 +345,56 @@ pub async fn create(db: &Db, scope: &ContractScope, input: &NewTicket, now: i64)
             return Ok(Intake { ticket: get(db, scope, id).await?, created: false });
         }
     }
-    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM ticket WHERE contract_id = $1")
-        .bind(scope.contract_id())
-        .fetch_one(tx.conn())
-        .await?;
-    let seq: i64 = row.try_get::<i64, _>("s")? + 1;
-    let number = format!("{}-{:06}", rules.code, seq);
     let events = vec![
         Event { at: n.received_at, kind: EventKind::Created },
         Event { at: n.received_at, kind: EventKind::LevelSet(n.level.clone()) },
     ];
     let facts = Facts { state, level: &n.level, incident_class: &n.incident_class, received_at: n.received_at };
     let derived = derive(&rules, &holidays, &facts, &events, now);
-    let row = sqlx::query(
+    // The next number of the contract is taken inside the insert (the writer lock is held), so
+    // that a ticket costs one round trip to the database before its history rows.
+    let number_sql = match db.backend() {
+        Backend::Sqlite => "printf('%s-%06d', $2, n.s)",
+        Backend::Postgres => "$2 || '-' || CASE WHEN n.s < 1000000 THEN lpad(n.s::text, 6, '0') ELSE n.s::text END",
+    };
+    let sql = format!(
         "INSERT INTO ticket (contract_id, seq, number, contract_version, kind, state, level, incident_class, title, \
          description, channel, reporter_user_id, reporter_name, reporter_contact, system_name, asset_ref, received_at, \
          created_at, created_by, is_open, due_sort, next_check_at, source_key, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, 1, $20, $21, $22, $18) \
-         RETURNING *",
-    )
-    .bind(scope.contract_id())
-    .bind(seq)
-    .bind(number.clone())
-    .bind(rules.version)
-    .bind(n.kind.as_str())
-    .bind(state.as_str())
-    .bind(n.level.clone())
-    .bind(n.incident_class.clone())
-    .bind(n.title.clone())
-    .bind(n.description.clone())
-    .bind(n.channel.clone())
-    .bind(n.reporter_user_id)
-    .bind(n.reporter_name.clone())
-    .bind(n.reporter_contact.clone())
-    .bind(n.system_name.clone())
-    .bind(n.asset_ref.clone())
-    .bind(n.received_at)
-    .bind(now)
-    .bind(scope.actor().name.clone())
-    .bind(derived.due_sort)
-    .bind(derived.next_check_at)
-    .bind(n.source_key.clone())
-    .fetch_one(tx.conn())
-    .await?;
+         SELECT $1, n.s, {number_sql}, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 1, $19, $20, $21, $17 \
+         FROM (SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM ticket WHERE contract_id = $1) n \
+         RETURNING *"
+    );
+    // With the transaction's BEGIN (on SQLite, one round trip).
+    let args: Vec<Arg> = vec![
+        scope.contract_id().into(),
+        rules.code.clone().into(),
+        rules.version.into(),
+        n.kind.as_str().into(),
+        state.as_str().into(),
+        n.level.clone().into(),
+        n.incident_class.clone().into(),
+        n.title.clone().into(),
+        n.description.clone().into(),
+        n.channel.clone().into(),
+        n.reporter_user_id.into(),
+        n.reporter_name.clone().into(),
+        n.reporter_contact.clone().into(),
+        n.system_name.clone().into(),
+        n.asset_ref.clone().into(),
+        n.received_at.into(),
+        now.into(),
+        scope.actor().name.clone().into(),
+        derived.due_sort.into(),
+        derived.next_check_at.into(),
+        n.source_key.clone().into(),
+    ];
+    let row = tx.fetch_one(sql, args).await?;
     // The new row as inserted: nobody is assigned yet, so no join is needed to answer.
     let ticket = ticket_from_row(&row)?;
     let id = ticket.id;
-    let fired = crate::desk_jobs::fire(&mut tx, scope, &ticket, &rules, &derived.due, now).await?;
+    let number = ticket.number.clone();
+    let fired = crate::desk_jobs::fire(&mut tx, scope, &ticket, &rules, &derived.due, now, true).await?;
     let detail = format!("{} {} {} 渠道/channel={}", n.kind.as_str(), n.level, n.title, n.channel);
     insert_event(&mut tx, scope, id, n.received_at, "create", Some("created"), &detail).await?;
     insert_event(&mut tx, scope, id, n.received_at, "level", Some(&format!("level:{}", n.level)), &n.level).await?;
@@ -426,20 +429,21 @@ async fn insert_event(
     sla: Option<&str>,
     detail: &str,
 ) -> StoreResult<()> {
-    sqlx::query(
+    // Nothing in the transaction needs the row back: it goes with the next batch.
+    tx.defer(
         "INSERT INTO ticket_event (contract_id, ticket_id, at, action, sla, actor_user_id, actor_name, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(scope.contract_id())
-    .bind(ticket_id)
-    .bind(at)
-    .bind(action.to_string())
-    .bind(sla.map(str::to_string))
-    .bind(scope.actor().user_id)
-    .bind(scope.actor().name.clone())
-    .bind(detail.to_string())
-    .execute(tx.conn())
-    .await?;
+        vec![
+            scope.contract_id().into(),
+            ticket_id.into(),
+            at.into(),
+            action.into(),
+            sla.into(),
+            scope.actor().user_id.into(),
+            scope.actor().name.clone().into(),
+            detail.into(),
+        ],
+    );
     Ok(())
 }
 
@@ -464,7 +468,7 @@ async fn insert_comment(
     .bind(i64::from(internal))
     .bind(via.to_string())
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await?;
     Ok(row.try_get("id")?)
 }
@@ -561,12 +565,12 @@ async fn refresh(tx: &mut WriteTx, db: &Db, scope: &ContractScope, id: i64, now:
     let row = sqlx::query(AssertSqlSafe(format!("{SELECT} WHERE t.contract_id = $1 AND t.id = $2")))
         .bind(scope.contract_id())
         .bind(id)
-        .fetch_one(tx.conn())
+        .fetch_one(tx.conn().await?)
         .await?;
     let t = ticket_from_row(&row)?;
     let rules = rules::version(db, t.contract_id, t.contract_version).await?;
     let holidays = rules::holidays(db).await?;
-    let events = sla_events(tx.conn(), t.id).await?;
+    let events = sla_events(tx.conn().await?, t.id).await?;
     let facts =
         Facts { state: t.state(), level: &t.level, incident_class: &t.incident_class, received_at: t.received_at };
     let d = derive(&rules, &holidays, &facts, &events, now);
@@ -574,9 +578,9 @@ async fn refresh(tx: &mut WriteTx, db: &Db, scope: &ContractScope, id: i64, now:
         .bind(d.due_sort)
         .bind(d.next_check_at)
         .bind(t.id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
-    crate::desk_jobs::fire(tx, scope, &t, &rules, &d.due, now).await
+    crate::desk_jobs::fire(tx, scope, &t, &rules, &d.due, now, false).await
 }
 
 fn notices_fired(keys: &[String]) -> String {
@@ -1278,7 +1282,7 @@ pub async fn act(db: &Db, scope: &ContractScope, id: i64, input: &ActionInput, n
     .bind(scope.contract_id())
     .bind(id)
     .bind(input.version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     if updated.rows_affected() == 0 {
         return Err(StoreError::Conflict(CHANGED));
@@ -1434,7 +1438,7 @@ pub async fn edit(db: &Db, scope: &ContractScope, id: i64, e: &TicketEdit, now: 
     .bind(scope.contract_id())
     .bind(id)
     .bind(e.version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     if updated.rows_affected() == 0 {
         return Err(StoreError::Conflict(CHANGED));
@@ -1566,7 +1570,7 @@ pub async fn record_analysis(
     .bind(scope.contract_id())
     .bind(id)
     .bind(a.version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     if updated.rows_affected() == 0 {
         return Err(StoreError::Conflict(CHANGED));
@@ -1609,7 +1613,7 @@ pub async fn submit_summary(
     .bind(scope.contract_id())
     .bind(id)
     .bind(version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     if updated.rows_affected() == 0 {
         return Err(StoreError::Conflict(CHANGED));
@@ -1645,13 +1649,13 @@ pub async fn log_work(db: &Db, scope: &ContractScope, id: i64, minutes: i64, not
     .bind(minutes)
     .bind(note)
     .bind(now)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     sqlx::query("UPDATE ticket SET minutes_spent = minutes_spent + $1 WHERE contract_id = $2 AND id = $3")
         .bind(minutes)
         .bind(scope.contract_id())
         .bind(id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     tx.audit(
         AuditEntry::new(scope.actor(), "ticket.work", format!("ticket:{id}"))
@@ -1684,7 +1688,7 @@ pub async fn link(db: &Db, scope: &ContractScope, id: i64, other: i64, relation:
                 let row = sqlx::query("SELECT parent_id FROM ticket WHERE contract_id = $1 AND id = $2")
                     .bind(scope.contract_id())
                     .bind(p)
-                    .fetch_one(tx.conn())
+                    .fetch_one(tx.conn().await?)
                     .await?;
                 cursor = row.try_get("parent_id")?;
                 hops += 1;
@@ -1694,7 +1698,7 @@ pub async fn link(db: &Db, scope: &ContractScope, id: i64, other: i64, relation:
                 .bind(now)
                 .bind(scope.contract_id())
                 .bind(id)
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
         }
         "related" | "explains" => {
@@ -1714,7 +1718,7 @@ pub async fn link(db: &Db, scope: &ContractScope, id: i64, other: i64, relation:
             .bind(other)
             .bind(relation.to_string())
             .bind(now)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
         }
         _ => return Err(invalid("relation", "关联类型无效", "Unknown link type")),
@@ -1751,7 +1755,7 @@ pub async fn merge(db: &Db, scope: &ContractScope, dup_id: i64, into_id: i64, no
     .bind(NO_DUE)
     .bind(scope.contract_id())
     .bind(dup_id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     sqlx::query(
         "INSERT INTO ticket_comment (contract_id, ticket_id, author_user_id, author_name, body, internal, via, created_at) \
@@ -1761,7 +1765,7 @@ pub async fn merge(db: &Db, scope: &ContractScope, dup_id: i64, into_id: i64, no
     .bind(into_id)
     .bind(scope.contract_id())
     .bind(dup_id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     let note = format!("合并自 / Merged from {}: {}\n{}", dup.number, dup.title, dup.description);
     insert_comment(&mut tx, scope, into_id, &note, false, "web", now).await?;

@@ -56,7 +56,7 @@ pub async fn create(
     .bind(created_by)
     .bind(now_ms)
     .bind(expires_at_ms)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await?
     .try_get("id")?;
     tx.audit(
@@ -94,7 +94,7 @@ pub async fn revoke(db: &Db, scope: &AdminScope, id: i64, now_ms: i64) -> StoreR
     let n = sqlx::query("UPDATE api_token SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(now_ms)
         .bind(id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?
         .rows_affected();
     if n == 0 {

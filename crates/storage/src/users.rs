@@ -133,7 +133,7 @@ pub async fn create(
     .bind(email)
     .bind(hash.clone())
     .bind(now_ms)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(Msg::new("登录名已存在", "This login name is taken")))?;
     let id: i64 = row.try_get("id")?;
@@ -149,7 +149,7 @@ async fn insert_history(tx: &mut crate::WriteTx, user_id: i64, hash: &str, now_m
         .bind(user_id)
         .bind(hash.to_string())
         .bind(now_ms)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
@@ -212,7 +212,7 @@ pub async fn password_login(db: &Db, login: &str, pw: &str, source_ip: &str, now
         sqlx::query("UPDATE app_user SET failed_logins = 0, locked_until = 0, last_login_at = $1 WHERE id = $2")
             .bind(now_ms)
             .bind(user.id)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
         tx.audit(AuditEntry::new(&actor, "auth.login", &object).detail("password accepted")).await?;
         tx.commit().await?;
@@ -221,7 +221,7 @@ pub async fn password_login(db: &Db, login: &str, pw: &str, source_ip: &str, now
     let failures: i64 =
         sqlx::query("UPDATE app_user SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins")
             .bind(user.id)
-            .fetch_one(tx.conn())
+            .fetch_one(tx.conn().await?)
             .await?
             .try_get("failed_logins")?;
     tx.audit(
@@ -236,7 +236,7 @@ pub async fn password_login(db: &Db, login: &str, pw: &str, source_ip: &str, now
         sqlx::query("UPDATE app_user SET locked_until = $1, failed_logins = 0 WHERE id = $2")
             .bind(until)
             .bind(user.id)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
         tx.audit(
             AuditEntry::new(&actor, "auth.lockout", &object)
@@ -308,7 +308,7 @@ pub async fn change_own_password(
     .bind(hash.clone())
     .bind(now_ms)
     .bind(user_id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     insert_history(&mut tx, user_id, &hash, now_ms).await?;
     crate::sessions::end_other_sessions(&mut tx, user_id, keep_session_hash).await?;
@@ -339,7 +339,7 @@ pub async fn reset_password(
     .bind(hash.clone())
     .bind(now_ms)
     .bind(user_id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     insert_history(&mut tx, user_id, &hash, now_ms).await?;
     crate::sessions::end_other_sessions(&mut tx, user_id, None).await?;
@@ -354,7 +354,7 @@ pub async fn unlock(db: &Db, scope: &AdminScope, user_id: i64, now_ms: i64) -> S
     let mut tx = db.begin_write(now_ms).await?;
     sqlx::query("UPDATE app_user SET failed_logins = 0, locked_until = 0 WHERE id = $1")
         .bind(user_id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     tx.audit(AuditEntry::new(scope.actor(), "user.unlock", format!("user:{user_id}"))).await?;
     tx.commit().await
@@ -371,7 +371,7 @@ pub async fn set_disabled(db: &Db, scope: &AdminScope, user_id: i64, disabled: b
     sqlx::query("UPDATE app_user SET disabled = $1 WHERE id = $2")
         .bind(i64::from(disabled))
         .bind(user_id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     if disabled {
         crate::sessions::end_other_sessions(&mut tx, user_id, None).await?;
@@ -413,7 +413,7 @@ pub async fn set_admin_role(
     sqlx::query("UPDATE app_user SET admin_role = $1 WHERE id = $2")
         .bind(role.map(|r| r.as_str().to_string()))
         .bind(user_id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     crate::sessions::end_other_sessions(&mut tx, user_id, None).await?;
     tx.audit(AuditEntry::new(scope.actor(), "user.admin_role", format!("user:{user_id}")).detail(format!(
@@ -441,7 +441,7 @@ pub async fn enrol_totp(
         .bind(sealed)
         .bind(step as i64)
         .bind(user_id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     tx.audit(AuditEntry::new(actor, "user.totp_enrol", format!("user:{user_id}"))).await?;
     tx.commit().await
@@ -454,7 +454,7 @@ pub async fn reset_totp(db: &Db, scope: &AdminScope, user_id: i64, now_ms: i64) 
     let mut tx = db.begin_write(now_ms).await?;
     sqlx::query("UPDATE app_user SET totp_secret_enc = NULL, totp_last_step = 0 WHERE id = $1")
         .bind(user_id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     crate::sessions::end_other_sessions(&mut tx, user_id, None).await?;
     tx.audit(AuditEntry::new(scope.actor(), "user.totp_reset", format!("user:{user_id}"))).await?;
@@ -482,7 +482,7 @@ pub async fn verify_totp(db: &Db, actor: &Actor, user_id: i64, code: &str, now_m
             )
             .bind(step as i64)
             .bind(user_id)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?
             .rows_affected()
                 == 1
@@ -495,7 +495,7 @@ pub async fn verify_totp(db: &Db, actor: &Actor, user_id: i64, code: &str, now_m
         let failures: i64 =
             sqlx::query("UPDATE app_user SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins")
                 .bind(user_id)
-                .fetch_one(tx.conn())
+                .fetch_one(tx.conn().await?)
                 .await?
                 .try_get("failed_logins")?;
         let why = if step.is_some() { "code already used" } else { "wrong code" };
@@ -504,7 +504,7 @@ pub async fn verify_totp(db: &Db, actor: &Actor, user_id: i64, code: &str, now_m
             sqlx::query("UPDATE app_user SET locked_until = $1, failed_logins = 0 WHERE id = $2")
                 .bind(now_ms + i64::from(policy.lockout_minutes) * 60_000)
                 .bind(user_id)
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
             crate::sessions::end_other_sessions(&mut tx, user_id, None).await?;
             tx.audit(
@@ -555,7 +555,7 @@ pub async fn ensure_admin(
     .bind(role.as_str())
     .bind(hash.clone())
     .bind(now_ms)
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from(e).unique_as(Msg::new("登录名已存在", "This login name is taken")))?
     .try_get("id")?;

@@ -196,7 +196,7 @@ pub async fn request(db: &Db, scope: &ContractScope, input: &VisitInput, now: i6
     let site = sqlx::query("SELECT name FROM site WHERE contract_id = $1 AND id = $2")
         .bind(scope.contract_id())
         .bind(input.site_id)
-        .fetch_optional(tx.conn())
+        .fetch_optional(tx.conn().await?)
         .await?;
     let Some(site) = site else {
         return Err(invalid("site_id", "机房不存在或不属于本合同", "The room does not exist in this contract"));
@@ -214,7 +214,7 @@ pub async fn request(db: &Db, scope: &ContractScope, input: &VisitInput, now: i6
     .bind(scope.actor().name.clone())
     .bind(now)
     .bind(planned_on.clone())
-    .fetch_one(tx.conn())
+    .fetch_one(tx.conn().await?)
     .await?;
     let id: i64 = row.try_get("id")?;
     let after = serde_json::json!({
@@ -338,7 +338,7 @@ pub async fn act(db: &Db, scope: &ContractScope, id: i64, a: &VisitAction, now: 
     .bind(scope.contract_id())
     .bind(id)
     .bind(a.version)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     if r.rows_affected() == 0 {
         return Err(StoreError::Conflict(CHANGED));
