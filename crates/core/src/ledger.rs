@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 /// A message about one import problem, Chinese first; unlike [`crate::Msg`] it can quote the cell.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub zh: String,
     pub en: String,
