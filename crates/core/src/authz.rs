@@ -87,6 +87,12 @@ pub enum ContractPermission {
     VisitApprove,
     /// Device credentials and configuration pulls (never shown back in full).
     DeviceConfigManage,
+    /// Inspections: plans, runs, records, compliance and probe history (the client reads them too).
+    InspectionRead,
+    /// Carry out inspection runs: enter results, upload photos, sign off.
+    InspectionRun,
+    /// Define inspection plans and the probes' stored credentials.
+    InspectionPlan,
 }
 
 impl AdminRole {
@@ -183,6 +189,9 @@ impl ContractRole {
             VisitRequest => !matches!(self, ClientEndUser),
             VisitApprove => matches!(self, ClientSupervisor),
             DeviceConfigManage => matches!(self, Engineer | BacklineExpert | ProjectManager),
+            InspectionRead => !matches!(self, ClientEndUser),
+            InspectionRun => matches!(self, Engineer | BacklineExpert | ProjectManager),
+            InspectionPlan => matches!(self, BacklineExpert | ProjectManager),
         }
     }
 }
@@ -218,7 +227,7 @@ impl AdminPermission {
 }
 
 impl ContractPermission {
-    pub const ALL: [ContractPermission; 13] = [
+    pub const ALL: [ContractPermission; 16] = [
         ContractPermission::ContractRead,
         ContractPermission::MemberRead,
         ContractPermission::SiteRead,
@@ -232,6 +241,9 @@ impl ContractPermission {
         ContractPermission::VisitRequest,
         ContractPermission::VisitApprove,
         ContractPermission::DeviceConfigManage,
+        ContractPermission::InspectionRead,
+        ContractPermission::InspectionRun,
+        ContractPermission::InspectionPlan,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -249,6 +261,9 @@ impl ContractPermission {
             ContractPermission::VisitRequest => "visit.request",
             ContractPermission::VisitApprove => "visit.approve",
             ContractPermission::DeviceConfigManage => "device_config.manage",
+            ContractPermission::InspectionRead => "inspection.read",
+            ContractPermission::InspectionRun => "inspection.run",
+            ContractPermission::InspectionPlan => "inspection.plan",
         }
     }
 }

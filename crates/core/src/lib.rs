@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod contract;
 pub mod desk;
 pub mod filetype;
+pub mod inspection;
 pub mod ledger;
 pub mod password;
 pub mod schedule;

@@ -475,71 +475,214 @@ pub struct AssetPage {
     pub next_after: Option<i64>,
 }
 
+/// A page of the ledger in id order. A search term matches anywhere in the searched fields
+/// (`LIKE '%term%'` on `search_text`, lower-case, `%` and `_` taken literally).
+///
+/// Which rows are read depends on the term, never what matches: every row read is checked against
+/// every condition. On SQLite the search index (migration 0006) is asked first for the first
+/// matching assets ([`candidates`]): a rare term's page is read from those alone; a common term's
+/// page from those too when they fill it, else by reading on in id order. On PostgreSQL the
+/// planner chooses between the trigram index and reading in id order by itself.
 pub async fn list(db: &Db, scope: &ContractScope, f: &AssetFilter) -> StoreResult<AssetPage> {
     scope.require(ContractPermission::AssetRead)?;
-    let mut sql = String::from(" WHERE a.contract_id = $1 AND a.id > $2");
-    let mut ints: Vec<i64> = vec![scope.contract_id(), f.after.unwrap_or(0)];
-    let mut texts: Vec<(usize, String)> = Vec::new();
-    let mut n = 2;
-    let mut text = |cond: &str, v: String, sql: &mut String, n: &mut usize| {
-        *n += 1;
-        sql.push_str(&cond.replace('?', &format!("${n}")));
-        texts.push((*n, v));
+    let kind = f.kind.as_deref().filter(|s| !s.is_empty());
+    if kind.is_some_and(|k| !ledger::KINDS.iter().any(|(x, _, _)| *x == k)) {
+        return Err(invalid("kind", "资产类型无效", "Unknown asset kind"));
+    }
+    let status = f.status.as_deref().filter(|s| !s.is_empty());
+    if status.is_some_and(|s| !ledger::STATUSES.iter().any(|(x, _, _)| *x == s)) {
+        return Err(invalid("status", "资产状态无效", "Unknown asset status"));
+    }
+    let q = f.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if q.is_some_and(|q| q.chars().count() > 100) {
+        return Err(invalid("q", "搜索词过长", "The search text is too long"));
+    }
+    let filter = Conditions { kind, status, q, site_id: f.site_id, supplier_id: f.supplier_id };
+    let limit = f.limit.unwrap_or(50).clamp(1, 500) as usize;
+    let after = f.after.unwrap_or(0);
+    // One row more than the page, to know whether another page follows.
+    let want = limit + 1;
+    // A search alone takes its page from the first matches; under other conditions too, the page
+    // is among more of them.
+    let filtered = kind.is_some() || status.is_some() || f.site_id.is_some() || f.supplier_id.is_some();
+    let first = if filtered { PROBE_LIMIT } else { want };
+    let mut items = match candidates(db, scope, q, after, first).await? {
+        Candidates::Scan => read(db, scope, &filter, after, None, want).await?,
+        Candidates::Only(ids) => read(db, scope, &filter, after, Some(&ids), want).await?,
+        Candidates::UpTo(ids, last) => {
+            let mut items = read(db, scope, &filter, after, Some(&ids), want).await?;
+            if items.len() < want {
+                // Every match up to the last candidate has been seen: read on from there.
+                items.extend(read(db, scope, &filter, last, None, want - items.len()).await?);
+            }
+            items
+        }
+        Candidates::None => Vec::new(),
     };
-    if let Some(k) = f.kind.as_deref().filter(|s| !s.is_empty()) {
-        if !ledger::KINDS.iter().any(|(x, _, _)| *x == k) {
-            return Err(invalid("kind", "资产类型无效", "Unknown asset kind"));
-        }
-        text(" AND a.kind = ?", k.into(), &mut sql, &mut n);
-    }
-    if let Some(s) = f.status.as_deref().filter(|s| !s.is_empty()) {
-        if !ledger::STATUSES.iter().any(|(x, _, _)| *x == s) {
-            return Err(invalid("status", "资产状态无效", "Unknown asset status"));
-        }
-        text(" AND a.status = ?", s.into(), &mut sql, &mut n);
-    }
-    if let Some(q) = f.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        if q.chars().count() > 100 {
-            return Err(invalid("q", "搜索词过长", "The search text is too long"));
-        }
-        text(" AND a.search_text LIKE ? ESCAPE '\\'", crate::like_contains(q), &mut sql, &mut n);
-    }
-    let mut extra_ints: Vec<(usize, i64)> = Vec::new();
-    for (cond, v) in [(" AND a.site_id = ?", f.site_id), (" AND a.supplier_id = ?", f.supplier_id)] {
-        if let Some(v) = v {
-            n += 1;
-            sql.push_str(&cond.replace('?', &format!("${n}")));
-            extra_ints.push((n, v));
-        }
-    }
-    let limit = f.limit.unwrap_or(50).clamp(1, 500);
-    n += 1;
-    let full = format!("{SELECT}{sql} ORDER BY a.id LIMIT ${n}");
-    // Bind in placeholder order.
-    let mut ordered: Vec<(usize, Result<i64, String>)> = Vec::new();
-    ordered.push((1, Ok(ints[0])));
-    ordered.push((2, Ok(ints[1])));
-    ordered.extend(texts.into_iter().map(|(i, v)| (i, Err(v))));
-    ordered.extend(extra_ints.into_iter().map(|(i, v)| (i, Ok(v))));
-    ordered.push((n, Ok(limit + 1)));
-    ordered.sort_by_key(|(i, _)| *i);
-    ints.clear();
-    let mut q = sqlx::query(AssertSqlSafe(full));
-    for (_, v) in ordered {
-        q = match v {
-            Ok(i) => q.bind(i),
-            Err(s) => q.bind(s),
-        };
-    }
-    let rows = q.fetch_all(&db.pool).await?;
-    let mut items = rows.iter().map(from_row).collect::<StoreResult<Vec<_>>>()?;
-    let next_after = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
+    let next_after = if items.len() > limit {
+        items.truncate(limit);
         items.last().map(|a| a.id)
     } else {
         None
     };
     Ok(AssetPage { items, next_after })
+}
+
+/// The conditions of a list, checked on every row read.
+struct Conditions<'a> {
+    kind: Option<&'a str>,
+    status: Option<&'a str>,
+    q: Option<&'a str>,
+    site_id: Option<i64>,
+    supplier_id: Option<i64>,
+}
+
+enum Arg {
+    I(i64),
+    S(String),
+}
+
+fn bind_all<'a>(mut query: AnyQuery<'a>, args: impl IntoIterator<Item = Arg>) -> AnyQuery<'a> {
+    for a in args {
+        query = match a {
+            Arg::I(i) => query.bind(i),
+            Arg::S(s) => query.bind(s),
+        };
+    }
+    query
+}
+
+type AnyQuery<'a> = sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Up to `limit` assets of the contract after `after` in id order that meet every condition, read
+/// from `ids` (a JSON array) only when given (SQLite, see [`candidates`]), else from the contract's
+/// ledger.
+async fn read(
+    db: &Db,
+    scope: &ContractScope,
+    f: &Conditions<'_>,
+    after: i64,
+    ids: Option<&str>,
+    limit: usize,
+) -> StoreResult<Vec<Asset>> {
+    let mut sql = format!("{SELECT} WHERE a.contract_id = $1 AND a.id > $2");
+    let mut args = vec![Arg::I(scope.contract_id()), Arg::I(after)];
+    // Fixed SQL text with the next placeholder number; every value is bound.
+    let mut and = |cond: &str, v: Arg| {
+        args.push(v);
+        sql.push_str(&cond.replace('?', &format!("${}", args.len())));
+    };
+    if let Some(ids) = ids {
+        and(" AND a.id IN (SELECT value FROM json_each(?))", Arg::S(ids.to_string()));
+    }
+    if let Some(k) = f.kind {
+        and(" AND a.kind = ?", Arg::S(k.into()));
+    }
+    if let Some(s) = f.status {
+        and(" AND a.status = ?", Arg::S(s.into()));
+    }
+    if let Some(q) = f.q {
+        and(" AND a.search_text LIKE ? ESCAPE '\\'", Arg::S(crate::like_contains(q)));
+    }
+    if let Some(v) = f.site_id {
+        and(" AND a.site_id = ?", Arg::I(v));
+    }
+    if let Some(v) = f.supplier_id {
+        and(" AND a.supplier_id = ?", Arg::I(v));
+    }
+    and(" ORDER BY a.id LIMIT ?", Arg::I(limit as i64));
+    bind_all(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&db.pool).await?.iter().map(from_row).collect()
+}
+
+/// How many matching assets the search index is asked for at most (SQLite). Up to this many, a
+/// page is read from those assets alone; a term with more is common, and a page of it is found by
+/// reading the ledger in id order unless the first of them fill it.
+const PROBE_LIMIT: usize = 1000;
+
+/// What the search index says about a term. Ids travel as a JSON array, from one statement to the
+/// next without a row per id.
+#[derive(Debug, PartialEq)]
+enum Candidates {
+    /// Nothing: read the ledger in id order.
+    Scan,
+    /// No asset after the cursor matches.
+    None,
+    /// Every matching asset after the cursor is one of these.
+    Only(String),
+    /// Every matching asset after the cursor, up to the last of these (the second field), is one
+    /// of these; more follow.
+    UpTo(String, i64),
+}
+
+/// Asks the search index (SQLite, migration 0006) which assets may match `q`, in a bounded query.
+///
+/// - Three characters or more: a phrase query over the trigrams of the contract's assets, for the
+///   `first` matches in id order from the cursor. Exact, since the indexed text is what LIKE reads.
+/// - One or two characters: the assets holding a trigram that begins with them (every substring
+///   begins a trigram: the indexed text ends in two spaces), in any order and over every contract
+///   (the index's term list cannot be narrowed to one contract); more than [`PROBE_LIMIT`] reads
+///   the contract's ledger instead.
+///
+/// PostgreSQL's trigram index is used by the planner within the list query itself, and terms
+/// with control characters (which no searched field holds) are left to LIKE.
+async fn candidates(
+    db: &Db,
+    scope: &ContractScope,
+    q: Option<&str>,
+    after: i64,
+    first: usize,
+) -> StoreResult<Candidates> {
+    let Some(q) = q else { return Ok(Candidates::Scan) };
+    if db.backend() != crate::Backend::Sqlite || q.chars().any(char::is_control) {
+        return Ok(Candidates::Scan);
+    }
+    let term = q.to_lowercase();
+    // Three characters or more: the phrase query, whose candidates are the first matches in id
+    // order. Fewer: the term list, whose candidates come in no useful order.
+    let phrase = term.chars().count() >= 3;
+    // Candidates at most (one more is asked for, to know whether more follow).
+    let most = if phrase { first.min(PROBE_LIMIT) } else { PROBE_LIMIT };
+    let (sql, a, b) = if phrase {
+        (
+            "SELECT json_group_array(id) AS ids, count(*) AS n, max(id) AS last FROM \
+             (SELECT rowid AS id FROM asset_search WHERE asset_search MATCH $1 AND rowid > $2 ORDER BY rowid LIMIT $3)",
+            Arg::S(match phrase_query(scope.contract_id(), &term) {
+                Some(p) => p,
+                None => return Ok(Candidates::Scan),
+            }),
+            Arg::I(after),
+        )
+    } else {
+        let (from, to) = prefix_range(&term);
+        (
+            "SELECT json_group_array(id) AS ids, count(*) AS n, max(id) AS last FROM \
+             (SELECT DISTINCT doc AS id FROM asset_search_terms WHERE term >= $1 AND term < $2 AND col = 'body' LIMIT $3)",
+            Arg::S(from),
+            Arg::S(to),
+        )
+    };
+    let row = bind_all(sqlx::query(sql), [a, b, Arg::I(most as i64 + 1)]).fetch_one(&db.pool).await?;
+    let (ids, n) = (row.try_get::<String, _>("ids")?, row.try_get::<i64, _>("n")?);
+    Ok(match n {
+        0 => Candidates::None,
+        n if n <= most as i64 => Candidates::Only(ids),
+        _ if phrase => Candidates::UpTo(ids, row.try_get("last")?),
+        _ => Candidates::Scan,
+    })
+}
+
+/// The FTS5 query for assets of one contract whose text holds `term`: the contract's mark (as
+/// migration 0006 writes it) and the term, each a quoted phrase (no character in it is syntax; `"`
+/// is doubled). None for a contract id beyond the marks (more than 131,071).
+fn phrase_query(contract_id: i64, term: &str) -> Option<String> {
+    let mark = u32::try_from(contract_id).ok().and_then(|id| id.checked_add(0xF0000)).and_then(char::from_u32)?;
+    Some(format!("scope : \"\u{1e}{mark}\u{1e}\" AND body : \"{}\"", term.replace('"', "\"\"")))
+}
+
+/// The range of trigrams that begin with `prefix` (one or two characters): `[prefix, prefix +
+/// U+10FFFF × 3)`, which holds every string of three characters or fewer that begins with it.
+fn prefix_range(prefix: &str) -> (String, String) {
+    (prefix.to_string(), format!("{prefix}\u{10FFFF}\u{10FFFF}\u{10FFFF}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -910,4 +1053,42 @@ pub async fn export_rows(db: &Db, scope: &ContractScope) -> StoreResult<(Vec<&'s
         }
     }
     Ok((headers, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phrase_query_quotes_the_term() {
+        assert_eq!(phrase_query(7, "zc-0777").unwrap(), "scope : \"\u{1e}\u{F0007}\u{1e}\" AND body : \"zc-0777\"");
+        assert_eq!(
+            phrase_query(12, r#"引号"x" OR *"#).unwrap(),
+            "scope : \"\u{1e}\u{F000C}\u{1e}\" AND body : \"引号\"\"x\"\" OR *\""
+        );
+        assert_eq!(phrase_query(0x1_FFFF, "abc").unwrap().chars().nth(10), Some('\u{10FFFF}'));
+        assert_eq!(phrase_query(0x2_0000, "abc"), None);
+        assert_eq!(phrase_query(-1, "abc"), None);
+        assert_eq!(phrase_query(i64::from(u32::MAX), "abc"), None);
+    }
+
+    #[test]
+    fn prefix_range_holds_every_trigram_of_the_prefix() {
+        for prefix in ["a", "机房", "%", "\u{10FFFF}"] {
+            let (from, to) = prefix_range(prefix);
+            let n = prefix.chars().count();
+            for tail in ["", "a", "\u{0}", "房间", "\u{10FFFF}", "\u{10FFFF}\u{10FFFF}"] {
+                let t = format!("{prefix}{tail}");
+                if t.chars().count() <= 3 && tail.chars().count() <= 3 - n {
+                    assert!(from.as_str() <= t.as_str() && t.as_str() < to.as_str(), "{t:?}");
+                }
+            }
+            // What does not begin with the prefix is outside.
+            for other in ["", "b", "机", "机场", "&"] {
+                if !other.starts_with(prefix) {
+                    assert!(!(from.as_str() <= other && other < to.as_str()), "{other:?} for {prefix:?}");
+                }
+            }
+        }
+    }
 }

@@ -96,10 +96,22 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_device_config_alerts.sql"),
         postgres: include_str!("../migrations/postgres/0005_device_config_alerts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "asset_search",
+        sqlite: include_str!("../migrations/sqlite/0006_asset_search.sql"),
+        postgres: include_str!("../migrations/postgres/0006_asset_search.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "inspections",
+        sqlite: include_str!("../migrations/sqlite/0007_inspections.sql"),
+        postgres: include_str!("../migrations/postgres/0007_inspections.sql"),
+    },
 ];
 
 /// The schema version this binary expects.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// A pool on one of the two engines, plus the key that seals secrets at rest.
 #[derive(Clone)]

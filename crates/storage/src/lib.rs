@@ -19,6 +19,7 @@ pub mod desk_jobs;
 pub mod device_configs;
 mod error;
 pub mod holidays;
+pub mod inspections;
 pub mod mail;
 pub mod notifications;
 mod principal;

@@ -1,11 +1,12 @@
-//! Background work of a server node: the desk scheduler, notification delivery, and the backup of
-//! network device configurations. Every node runs the loops; a lease in the database lets one node
+//! Background work of a server node: the desk scheduler, notification delivery, the backup of
+//! network device configurations, and inspections (runs, missed runs, probes, roll-ups). Every node runs the loops; a lease in the database lets one node
 //! at a time do each kind of work, so stateless nodes can be added and removed freely.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use yunwei_storage::device_configs::{self, PullRecord, PullTarget};
+use yunwei_storage::inspections::{self, ProbeOutcome, ProbeTask};
 use yunwei_storage::notifications::{self, Channel};
 use yunwei_storage::{ContractScope, desk_jobs};
 
@@ -26,6 +27,16 @@ pub const PULL_TIMEOUT: Duration = Duration::from_secs(25);
 const PULL_CONCURRENCY: usize = 4;
 /// Targets claimed per batch (the lease is renewed between batches).
 const PULL_BATCH: i64 = 16;
+
+/// Inspections: runs are created, missed and probed within seconds of their time.
+const INSPECTION_TICK: Duration = Duration::from_secs(5);
+/// Held while a pass probes (renewed between batches).
+const INSPECTION_LEASE_MS: i64 = 3 * 60_000;
+/// Probes running at once on one node, and runs claimed per batch.
+const PROBE_CONCURRENCY: usize = 8;
+const PROBE_RUNS_PER_BATCH: i64 = 16;
+/// Raw readings past their retention are rolled up hourly.
+const ROLLUP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Starts the loops; they run until the runtime shuts down. The scheduler and the deliveries run
 /// apart, so that a mail server that never answers cannot delay a breach notice.
@@ -50,6 +61,32 @@ pub fn spawn(state: AppState, channels: Vec<Arc<dyn Channel>>) {
         every(DEVICE_TICK, || async {
             if let Err(e) = run_device_configs(&device_state, &device_node).await {
                 tracing::warn!(error = %e, "device configuration pass failed");
+            }
+        })
+        .await
+    });
+    let inspection_state = state.clone();
+    let inspection_node = node.clone();
+    tokio::spawn(async move {
+        let mut last_rollup: Option<std::time::Instant> = None;
+        every(INSPECTION_TICK, || {
+            let due_rollup = last_rollup.is_none_or(|t| t.elapsed() >= ROLLUP_EVERY);
+            if due_rollup {
+                last_rollup = Some(std::time::Instant::now());
+            }
+            let (state, node) = (&inspection_state, &inspection_node);
+            async move {
+                if let Err(e) = run_inspections(state, node).await {
+                    tracing::warn!(error = %e, "inspection pass failed");
+                }
+                if due_rollup
+                    && desk_jobs::try_lease(&state.db, "inspections", node, state.now_ms(), INSPECTION_LEASE_MS)
+                        .await
+                        .unwrap_or(false)
+                    && let Err(e) = inspections::roll_up(&state.db, state.now_ms()).await
+                {
+                    tracing::warn!(error = %e, "inspection roll-up failed");
+                }
             }
         })
         .await
@@ -129,7 +166,130 @@ pub async fn run_deliveries(
 /// test clock and call this.
 pub async fn run_once(state: &AppState, node: &str, channels: &[Arc<dyn Channel>]) -> yunwei_storage::StoreResult<()> {
     run_scheduler(state, node).await?;
+    run_inspections(state, node).await?;
     run_deliveries(state, node, channels).await
+}
+
+/// What one inspection pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InspectionPassReport {
+    pub created: usize,
+    pub missed: usize,
+    pub probed_runs: usize,
+    pub probes: usize,
+}
+
+/// One inspection pass, if this node holds the lease: the runs of slots that came due are
+/// created, runs out of time marked missed, then the probe items of due runs are run (a few at
+/// once, each within its item's time-out) and their results recorded, raising or recovering
+/// tickets.
+pub async fn run_inspections(state: &AppState, node: &str) -> yunwei_storage::StoreResult<InspectionPassReport> {
+    let mut report = InspectionPassReport::default();
+    if !desk_jobs::try_lease(&state.db, "inspections", node, state.now_ms(), INSPECTION_LEASE_MS).await? {
+        return Ok(report);
+    }
+    report.created = inspections::create_due_runs(&state.db, state.now_ms()).await?;
+    report.missed = inspections::mark_missed(&state.db, state.now_ms()).await?;
+    loop {
+        let work = inspections::claim_probe_work(&state.db, state.now_ms(), PROBE_RUNS_PER_BATCH).await?;
+        if work.is_empty() {
+            break;
+        }
+        let limit = Arc::new(tokio::sync::Semaphore::new(PROBE_CONCURRENCY));
+        let mut running = tokio::task::JoinSet::new();
+        for (index, w) in work.iter().enumerate() {
+            for task in w.tasks.iter().cloned() {
+                let limit = limit.clone();
+                running.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    (index, probe_one(task).await)
+                });
+            }
+        }
+        let mut outcomes: Vec<Vec<ProbeOutcome>> = vec![Vec::new(); work.len()];
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok((index, o)) => outcomes[index].push(o),
+                Err(e) => tracing::warn!(error = %e, "an inspection probe panicked"),
+            }
+        }
+        for (w, outcomes) in work.iter().zip(outcomes) {
+            report.probes += outcomes.len();
+            report.probed_runs += 1;
+            if let Err(e) =
+                inspections::record_probe_results(&state.db, w.contract_id, w.run_id, &outcomes, state.now_ms()).await
+            {
+                tracing::warn!(run = w.run_id, error = %e, "could not record inspection probe results");
+            }
+        }
+        if !desk_jobs::try_lease(&state.db, "inspections", node, state.now_ms(), INSPECTION_LEASE_MS).await? {
+            break;
+        }
+    }
+    if report != InspectionPassReport::default() {
+        tracing::info!(
+            created = report.created,
+            missed = report.missed,
+            probed_runs = report.probed_runs,
+            probes = report.probes,
+            "inspection pass"
+        );
+    }
+    Ok(report)
+}
+
+/// Runs one probe item; every failure (a bad stored definition, a credential that does not open,
+/// a hang) is a failed outcome with its reason, never an error.
+async fn probe_one(task: ProbeTask) -> ProbeOutcome {
+    let fail = |reason: yunwei_core::ledger::Message| ProbeOutcome {
+        target_key: task.target_key.clone(),
+        item_key: task.item_key.clone(),
+        ok: false,
+        reason: Some(reason),
+        elapsed_ms: 0.0,
+        readings: serde_json::Value::Array(Vec::new()),
+    };
+    if let Some(m) = &task.secret_error {
+        return fail(m.clone());
+    }
+    let probe: yunwei_probes::Probe = match serde_json::from_value(task.probe.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            return fail(yunwei_core::ledger::Message::new(
+                format!("探测定义无效：{e}"),
+                format!("invalid probe definition: {e}"),
+            ));
+        }
+    };
+    let secret = task.secret.as_ref().map(|s| yunwei_probes::Secret {
+        username: s.username.clone(),
+        password: s.password.clone(),
+        private_key: s.private_key.clone(),
+    });
+    let timeout = Duration::from_secs(u64::from(task.timeout_s.clamp(1, 120)));
+    // The probe bounds itself; this guards against one that does not.
+    let outcome = match tokio::time::timeout(
+        timeout + Duration::from_secs(5),
+        yunwei_probes::run(&probe, secret.as_ref(), timeout),
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(_) => {
+            return fail(yunwei_core::ledger::Message::new(
+                format!("超时：{} 秒内未完成", timeout.as_secs()),
+                format!("timed out after {} s", timeout.as_secs()),
+            ));
+        }
+    };
+    ProbeOutcome {
+        target_key: task.target_key,
+        item_key: task.item_key,
+        ok: outcome.ok,
+        reason: outcome.reason,
+        elapsed_ms: outcome.elapsed_ms,
+        readings: serde_json::to_value(&outcome.readings).unwrap_or(serde_json::Value::Null),
+    }
 }
 
 /// What one device-configuration pass did.

@@ -40,6 +40,7 @@ use std::sync::Arc;
 use axum::Router;
 use yunwei_storage::{Clock, Db};
 
+pub use api::inspections::probe_check as inspection_probe_check;
 pub use error::AppError;
 pub use serve::{ServeOptions, TlsFiles, serve};
 

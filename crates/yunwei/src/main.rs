@@ -403,6 +403,9 @@ async fn serve(config: Config, demo: bool) -> Result<i32> {
         }
     }
     let demo_users = if demo { demo::load(&db, now).await? } else { Vec::new() };
+    if demo {
+        demo::load_inspections(&db, config.listen, tls.is_some(), now).await?;
+    }
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     // Installed before we announce ourselves, so a SIGTERM right after start is a clean stop too.
     let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

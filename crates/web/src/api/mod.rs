@@ -7,6 +7,7 @@ pub(crate) mod assets;
 mod assets_import;
 mod contracts;
 mod device_configs;
+pub(crate) mod inspections;
 mod ledger;
 pub(crate) mod tickets;
 
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .merge(ledger::routes())
         .merge(assets::routes())
         .merge(assets_import::routes())
+        .merge(inspections::routes())
         .fallback(|| async { AppError::not_found() })
 }
 
@@ -140,6 +142,28 @@ pub fn unauthorized() -> AppError {
         assets::round_report,
         assets_import::import,
         assets_import::export,
+        inspections::list_plans,
+        inspections::create_plan,
+        inspections::check_plan,
+        inspections::get_plan,
+        inspections::update_plan,
+        inspections::set_active,
+        inspections::slots,
+        inspections::history,
+        inspections::history_svg,
+        inspections::list_runs,
+        inspections::run_detail,
+        inspections::assign,
+        inspections::sign_off,
+        inspections::submit_results,
+        inspections::upload_photo,
+        inspections::photo,
+        inspections::compliance,
+        inspections::list_credentials,
+        inspections::set_credential,
+        inspections::delete_credential,
+        inspections::day_sheet_xlsx,
+        inspections::month_summary_xlsx,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)

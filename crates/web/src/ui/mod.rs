@@ -5,6 +5,7 @@ mod admin;
 pub(crate) mod assets;
 mod audit;
 mod contracts;
+mod inspections;
 mod ledger;
 mod login;
 pub(crate) mod tickets;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .merge(tickets::routes())
         .merge(ledger::routes())
         .merge(assets::routes())
+        .merge(inspections::routes())
 }
 
 #[derive(Serialize)]
@@ -142,6 +144,9 @@ pub(crate) async fn page_in(
                 }
                 if role.permits(ContractPermission::VisitRequest) {
                     push(format!("/c/{cid}/visits"), "nav.visits".into());
+                }
+                if role.permits(ContractPermission::InspectionRead) {
+                    push(format!("/c/{cid}/inspections"), lang.pick(Msg::new("巡检", "Inspections")).into());
                 }
             }
             if !contracts.is_empty() {
