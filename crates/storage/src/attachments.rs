@@ -53,7 +53,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> StoreResult<Attachment> {
     })
 }
 
-fn path_of(dir: &Path, storage_name: &str) -> PathBuf {
+pub(crate) fn path_of(dir: &Path, storage_name: &str) -> PathBuf {
     // Two-level fan-out keeps directories small.
     dir.join(&storage_name[..2]).join(storage_name)
 }
@@ -137,7 +137,7 @@ pub async fn save(
     result
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;

@@ -22,7 +22,7 @@
 //!   [`ProbeSecret`] (no `Serialize`, redacted `Debug`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -1629,29 +1629,9 @@ async fn follow_up(
 // ---------------------------------------------------------------------------------------------
 // Photos
 
-fn path_of(dir: &Path, storage_name: &str) -> PathBuf {
-    dir.join(&storage_name[..2]).join(storage_name)
-}
-
-/// The same private write as ticket attachments: a temporary file created 0600, synced, renamed.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let tmp = path.with_extension("part");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
+// Stored like ticket attachments: under two-character folders, written 0600 via a synced
+// temporary file.
+use crate::attachments::{path_of, write_private};
 
 /// Stores a photo of an open run (an image, decided by its bytes). With a `client_op_id`, a
 /// repeated upload answers the photo stored the first time (`false`).
