@@ -25,9 +25,9 @@ if [ -n "${BIN_DIR:-}" ]; then
   BENCH="$BIN_DIR/yunwei-bench"
 else
   cargo build --release -q -p yunwei -p yunwei-bench
-  TARGET="${CARGO_TARGET_DIR:-target}/release"
-  YW="$(pwd)/$TARGET/yunwei"
-  BENCH="$(pwd)/$TARGET/yunwei-bench"
+  TARGET="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)"
+  YW="$TARGET/yunwei"
+  BENCH="$TARGET/yunwei-bench"
 fi
 NEWPW='Bench#Ledger2026x'
 PORT=18493

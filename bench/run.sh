@@ -13,7 +13,7 @@ ENGINES="${ENGINES:-sqlite postgres}"
 KINDS="${KINDS:-get login}"
 export YUNWEI_LOG=warn
 cargo build --release -q -p yunwei -p yunwei-bench
-TARGET="${CARGO_TARGET_DIR:-target}/release"
+TARGET="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)"  # absolute, whichever way it was given
 YW="$TARGET/yunwei"
 BENCH="$TARGET/yunwei-bench"
 NEWPW='Bench#Load2026x'

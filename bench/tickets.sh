@@ -33,10 +33,10 @@ RT_OUT="$DATA/rt5-$STAMP.jsonl"
 export YUNWEI_LOG="${YUNWEI_LOG:-warn}"
 
 cargo build --release -q -p yunwei -p yunwei-bench
-TARGET="${CARGO_TARGET_DIR:-target}/release"
-YW="$(pwd)/$TARGET/yunwei"
-BENCH="$(pwd)/$TARGET/yunwei-bench"
-SEED="$(pwd)/$TARGET/seed_tickets"
+TARGET="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)"  # absolute, whichever way it was given
+YW="$TARGET/yunwei"
+BENCH="$TARGET/yunwei-bench"
+SEED="$TARGET/seed_tickets"
 MEASURE="python3 $(pwd)/bench/measure.py --peers $PEERS"
 NEWPW='Bench#Desk2026x'
 WORK="$(mktemp -d /tmp/yw-tickets.XXXXXX)"
