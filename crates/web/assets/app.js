@@ -1,6 +1,11 @@
 // yunwei: progressive enhancement only; every page works without this file.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
+  // A page without the logout form is seen logged out: the checklists the inspection service worker
+  // kept for offline reloads belong to whoever was logged in, so they go.
+  if (!document.querySelector("form[action='/logout']") && window.caches) {
+    window.caches.delete("yunwei-inspection-v1").catch(function () { /* nothing kept */ });
+  }
   // The contract switcher submits on change (a <noscript> button covers browsers without scripts).
   document.querySelectorAll("select[data-autosubmit]").forEach(function (el) {
     el.addEventListener("change", function () { el.form.submit(); });

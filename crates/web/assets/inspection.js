@@ -16,7 +16,20 @@ document.addEventListener("DOMContentLoaded", function () {
   var cid = root.getAttribute("data-cid");
   var rid = Number(root.getAttribute("data-insp-run"));
   var csrf = root.getAttribute("data-csrf");
+  // The server's clock minus this device's, measured when the page came from the server. A page
+  // the service worker answered from its cache (offline reload) carries a stale data-now: the
+  // offset measured last time is used instead.
+  var SKEW = "yunwei.inspection.skew";
   var skew = Number(root.getAttribute("data-now") || Date.now()) - Date.now();
+  if (root.getAttribute("data-cached") === "1") {
+    skew = Number(localStorage.getItem(SKEW) || 0) || 0;
+  } else {
+    try { localStorage.setItem(SKEW, String(skew)); } catch (e) { /* full: the offset is only a refinement */ }
+  }
+  // A reload without a network still opens this checklist (see /inspection-sw.js).
+  if (navigator.serviceWorker && window.isSecureContext) {
+    navigator.serviceWorker.register("/inspection-sw.js", { scope: "/c/" }).catch(function () { /* offline reload unavailable; nothing else changes */ });
+  }
   var zh = (document.documentElement.lang || "").indexOf("zh") === 0;
   var KEY = "yunwei.inspection.queue." + cid;
   var FAILED = KEY + ".failed";

@@ -32,6 +32,7 @@ use crate::i18n::Lang;
 
 const SCRIPT: &str = include_str!("../../assets/inspection.js");
 const STYLE: &str = include_str!("../../assets/inspection.css");
+const SERVICE_WORKER: &str = include_str!("../../assets/inspection-sw.js");
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -47,6 +48,14 @@ pub fn routes() -> Router<AppState> {
         .route("/c/{cid}/inspections/sheet", get(sheet_page))
         .route("/assets/inspection.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
         .route("/assets/inspection.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+        // At the root, so that its scope may cover the run pages under /c/; never cached by the
+        // browser's HTTP cache, so that a new release's worker replaces the old one at once.
+        .route("/inspection-sw.js", get(service_worker))
+}
+
+async fn service_worker() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], SERVICE_WORKER)
+        .into_response()
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

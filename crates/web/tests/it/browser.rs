@@ -1,73 +1,11 @@
 //! Browser tests in headless Chromium (Debian's `chromium` and `chromium-driver`), driven over
 //! WebDriver: what a person sees and does, including on a phone-sized screen.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use yunwei_core::authz::{AdminPermission, ContractRole};
 
+use crate::chrome::{DESKTOP, browser, chromedriver, text};
 use crate::harness::{Engine, PASSWORD, TestServer};
-
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-    profile: std::path::PathBuf,
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-/// Starts chromedriver on a free port, or says why not (a failure under CI=true).
-fn chromedriver() -> Option<ChromeDriver> {
-    let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    if !std::path::Path::new(&bin).exists() || !std::path::Path::new("/usr/bin/chromium").exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but chromium/chromedriver are not installed (.ci/run installs them)");
-        }
-        eprintln!("SKIPPED: browser tests need Debian's chromium and chromium-driver");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child =
-        Command::new(bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let profile = std::env::temp_dir().join(format!("yunwei-chrome-{}", yunwei_storage::random_token(6)));
-    Some(ChromeDriver { child, port, profile })
-}
-
-async fn browser(driver: &ChromeDriver) -> Client {
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
-                format!("--user-data-dir={}", driver.profile.display()), "--window-size=1280,900"
-            ]
-        }
-    });
-    let serde_json::Value::Object(caps) = caps else { unreachable!() };
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("WebDriver session")
-}
-
-async fn text(c: &Client) -> String {
-    c.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_manager_logs_in_and_reads_the_contract() {
@@ -80,7 +18,7 @@ async fn a_project_manager_logs_in_and_reads_the_contract() {
         .unwrap()
         .contract_id;
     s.member("pm", cid, ContractRole::ProjectManager).await;
-    let c = browser(&driver).await;
+    let c = browser(&driver, DESKTOP).await;
 
     c.goto(&format!("{}/login", s.base)).await.unwrap();
     c.find(Locator::Css("input[name=login]")).await.unwrap().send_keys("pm").await.unwrap();
@@ -131,7 +69,7 @@ async fn a_wrong_password_shows_a_message_and_the_form_again() {
     let s = TestServer::start(Engine::Sqlite).await.unwrap();
     let cid = s.contract("A").await;
     s.member("eng", cid, ContractRole::Engineer).await;
-    let c = browser(&driver).await;
+    let c = browser(&driver, DESKTOP).await;
     c.goto(&format!("{}/login", s.base)).await.unwrap();
     c.find(Locator::Css("input[name=login]")).await.unwrap().send_keys("eng").await.unwrap();
     c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys("Wrong#Pass123").await.unwrap();

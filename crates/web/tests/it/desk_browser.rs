@@ -3,78 +3,17 @@
 //! a rating; along the way the list search, saved filters, the inbox count, an attachment upload
 //! and a phone-sized screen.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use reqwest::{Method, StatusCode};
 use yunwei_core::authz::ContractRole;
 
+use crate::chrome::{DESKTOP, browser, chromedriver, text};
 use crate::harness::{Browser, Engine, PASSWORD, TestServer};
 
 /// 2022-03-01 10:00 in Shanghai: inside the 004 contract's year.
 const T0: i64 = 1_646_100_000_000;
-
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-    profile: std::path::PathBuf,
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-/// Starts chromedriver on a free port, or says why not (a failure under CI=true). The same start-up
-/// as `browser.rs`.
-fn chromedriver() -> Option<ChromeDriver> {
-    let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    if !std::path::Path::new(&bin).exists() || !std::path::Path::new("/usr/bin/chromium").exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but chromium/chromedriver are not installed (.ci/run installs them)");
-        }
-        eprintln!("SKIPPED: browser tests need Debian's chromium and chromium-driver");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child =
-        Command::new(bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let profile = std::env::temp_dir().join(format!("yunwei-chrome-{}", yunwei_storage::random_token(6)));
-    Some(ChromeDriver { child, port, profile })
-}
-
-async fn browser(driver: &ChromeDriver) -> Client {
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
-                format!("--user-data-dir={}", driver.profile.display()), "--window-size=1280,900"
-            ]
-        }
-    });
-    let serde_json::Value::Object(caps) = caps else { unreachable!() };
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("WebDriver session")
-}
-
-async fn text(c: &Client) -> String {
-    c.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
-}
 
 async fn login(c: &Client, base: &str, who: &str) {
     c.goto(&format!("{base}/login")).await.unwrap();
@@ -132,7 +71,7 @@ async fn desk_logs_and_dispatches_a_call_engineer_solves_reporter_confirms() {
     let eng = s.member("eng.wang", cid, ContractRole::Engineer).await;
     let zhou = s.member("user.zhou", cid, ContractRole::ClientEndUser).await;
     let base = s.base.clone();
-    let c = browser(&driver).await;
+    let c = browser(&driver, DESKTOP).await;
 
     // --- The desk takes the call and dispatches it in one submit (SD1, SD2).
     login(&c, &base, "desk.li").await;

@@ -2,75 +2,15 @@
 //! in the machine room: one answer reaches the server but its reply is lost, the next never leaves
 //! the phone; both wait in the browser's storage, survive a reload, and are synced once each.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use yunwei_core::authz::ContractRole;
 
+use crate::chrome::{PHONE, browser, chromedriver, text};
 use crate::harness::{PASSWORD, TestServer};
-
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-    profile: std::path::PathBuf,
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-/// The same start-up as `browser.rs`.
-fn chromedriver() -> Option<ChromeDriver> {
-    let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    if !std::path::Path::new(&bin).exists() || !std::path::Path::new("/usr/bin/chromium").exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but chromium/chromedriver are not installed (.ci/run installs them)");
-        }
-        eprintln!("SKIPPED: browser tests need Debian's chromium and chromium-driver");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child =
-        Command::new(bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let profile = std::env::temp_dir().join(format!("yunwei-chrome-{}", yunwei_storage::random_token(6)));
-    Some(ChromeDriver { child, port, profile })
-}
-
-async fn browser(driver: &ChromeDriver) -> Client {
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
-                format!("--user-data-dir={}", driver.profile.display()), "--window-size=390,844"
-            ]
-        }
-    });
-    let Value::Object(caps) = caps else { unreachable!() };
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("WebDriver session")
-}
-
-async fn text(c: &Client) -> String {
-    c.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
-}
 
 async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap_or_else(|e| panic!("{script}: {e}"))
@@ -115,7 +55,7 @@ async fn readings_survive_a_lost_connection_and_sync_once() {
     let detail = format!("/api/v1/contracts/{cid}/inspection-runs/{rid}");
 
     let base = s.base.clone();
-    let c = browser(&driver).await;
+    let c = browser(&driver, PHONE).await;
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&format!("{base}/login")).await.unwrap();
     c.find(Locator::Css("input[name=login]")).await.unwrap().send_keys("eng.wang").await.unwrap();
@@ -175,5 +115,106 @@ async fn readings_survive_a_lost_connection_and_sync_once() {
     c.wait().for_element(Locator::Css("article.record")).await.unwrap();
     let body = text(&c).await;
     assert!(body.contains("按时完成") && body.contains("22.5"), "{body}");
+    c.close().await.unwrap();
+}
+
+/// Whether the service worker's cache holds this page.
+async fn page_kept(c: &Client) -> bool {
+    let script = "var done = arguments[arguments.length - 1]; \
+                  caches.open('yunwei-inspection-v1').then(function (k) { return k.match(location.pathname); }) \
+                  .then(function (r) { done(!!r); }, function () { done(false); });";
+    c.execute_async(script, vec![]).await.unwrap() == Value::Bool(true)
+}
+
+async fn wait_js(c: &Client, script: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while js(c, script).await != Value::Bool(true) {
+        assert!(Instant::now() < deadline, "{what}: {}", text(c).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checklist_reloaded_without_a_network_still_opens_and_keeps_readings() {
+    let Some(driver) = chromedriver() else { return };
+    let mut s = TestServer::start(crate::harness::Engine::Sqlite).await.unwrap();
+    let cid = s.contract("IB2").await;
+    s.member("pm.chen", cid, ContractRole::ProjectManager).await;
+    s.member("eng.wang", cid, ContractRole::Engineer).await;
+    let mut pm = s.login("pm.chen").await;
+    let r = pm
+        .api(
+            Method::POST,
+            &format!("/api/v1/contracts/{cid}/inspection-plans"),
+            Some(json!({
+                "name": "UPS 巡检", "frequency": "daily",
+                "targets": [{ "kind": "room", "ref": "UPS 室" }],
+                "items": [{ "key": "ups", "label": "UPS 运行正常" }]
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    s.state.clock.advance_ms(86_400_000);
+    yunwei_web::jobs::run_inspections(&s.state, "test-node").await.unwrap();
+    // A day later the session has timed out.
+    let mut pm = s.login("pm.chen").await;
+    let runs = pm.api(Method::GET, &format!("/api/v1/contracts/{cid}/inspection-runs"), None).await.json();
+    let rid = runs["items"][0]["id"].as_i64().unwrap();
+    let base = s.base.clone();
+    let run_page = format!("{base}/c/{cid}/inspections/runs/{rid}");
+
+    let c = browser(&driver, PHONE).await;
+    let login = |c: Client| {
+        let base = base.clone();
+        async move {
+            c.goto(&format!("{base}/login")).await.unwrap();
+            c.find(Locator::Css("input[name=login]")).await.unwrap().send_keys("eng.wang").await.unwrap();
+            c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+            c.find(Locator::Css("form[action='/login'] button[type=submit]")).await.unwrap().click().await.unwrap();
+            c.wait().for_element(Locator::Css("form[action='/logout']")).await.unwrap();
+            c
+        }
+    };
+    let c = login(c).await;
+    c.goto(&run_page).await.unwrap();
+    c.wait().for_element(Locator::Css("form[data-cell-form]")).await.unwrap();
+    // The page registers the worker; from the next load on, it answers (and keeps) the page.
+    wait_js(&c, "return !!(navigator.serviceWorker && navigator.serviceWorker.controller)", "no service worker").await;
+    c.refresh().await.unwrap();
+    c.wait().for_element(Locator::Css("form[data-cell-form]")).await.unwrap();
+    assert!(page_kept(&c).await, "the run page was not kept for offline use");
+
+    // Logging out drops what was kept: the page is this engineer's.
+    c.find(Locator::Css("form[action='/logout'] button[type=submit]")).await.unwrap().click().await.unwrap();
+    c.wait().for_element(Locator::Css("form[action='/login']")).await.unwrap();
+    c.goto(&format!("{base}/login")).await.unwrap();
+    assert!(!page_kept(&c).await, "a logged-out browser still holds the run page");
+    let c = login(c).await;
+    c.goto(&run_page).await.unwrap();
+    c.wait().for_element(Locator::Css("form[data-cell-form]")).await.unwrap();
+    assert!(page_kept(&c).await);
+
+    // The server is gone (no network in the machine room): a reload still opens the checklist,
+    // from the worker's copy, and a reading taken now waits on the phone.
+    s.stop().await;
+    c.refresh().await.unwrap();
+    if let Err(e) = c.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css("[data-cached='1']")).await {
+        panic!("the checklist did not open offline ({e}): {}", text(&c).await);
+    }
+    c.find(Locator::Css("li.cell[data-item=ups] button[value=true]")).await.unwrap().click().await.unwrap();
+    wait_js(
+        &c,
+        &format!("return JSON.parse(localStorage.getItem('yunwei.inspection.queue.{cid}') || '[]').length === 1"),
+        "the offline reading was not kept",
+    )
+    .await;
+    // Its time is on the server's clock (the offset measured online), not the stale page's.
+    let at =
+        js(&c, &format!("return JSON.parse(localStorage.getItem('yunwei.inspection.queue.{cid}'))[0].recorded_at"))
+            .await
+            .as_i64()
+            .unwrap();
+    let server_now = s.state.clock.now_ms();
+    assert!((at - server_now).abs() < 60_000, "recorded_at {at} vs the server's clock {server_now}");
     c.close().await.unwrap();
 }

@@ -2,76 +2,15 @@
 //! the machine room: open the round, find an item, tap "found", record a move with its new room;
 //! the page never scrolls sideways and the buttons are big enough to tap.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use yunwei_core::authz::ContractRole;
 
+use crate::chrome::{DESKTOP, browser, chromedriver, text};
 use crate::harness::{PASSWORD, TestServer};
-
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-    profile: std::path::PathBuf,
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-/// Starts chromedriver on a free port, or says why not (a failure under CI=true). The same start-up
-/// as `browser.rs`.
-fn chromedriver() -> Option<ChromeDriver> {
-    let bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    if !std::path::Path::new(&bin).exists() || !std::path::Path::new("/usr/bin/chromium").exists() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true but chromium/chromedriver are not installed (.ci/run installs them)");
-        }
-        eprintln!("SKIPPED: browser tests need Debian's chromium and chromium-driver");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child =
-        Command::new(bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let profile = std::env::temp_dir().join(format!("yunwei-chrome-{}", yunwei_storage::random_token(6)));
-    Some(ChromeDriver { child, port, profile })
-}
-
-async fn browser(driver: &ChromeDriver) -> Client {
-    let caps = serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic",
-                format!("--user-data-dir={}", driver.profile.display()), "--window-size=1280,900"
-            ]
-        }
-    });
-    let serde_json::Value::Object(caps) = caps else { unreachable!() };
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("WebDriver session")
-}
-
-async fn text(c: &Client) -> String {
-    c.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
-}
 
 async fn click(c: &Client, css: &str) {
     c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}")).click().await.unwrap();
@@ -141,7 +80,7 @@ async fn engineer_marks_a_round_on_a_phone() {
     let rid = r.json()["id"].as_i64().unwrap();
 
     let base = s.base.clone();
-    let c = browser(&driver).await;
+    let c = browser(&driver, DESKTOP).await;
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&format!("{base}/login")).await.unwrap();
     c.find(Locator::Css("input[name=login]")).await.unwrap().send_keys("eng.wang").await.unwrap();
@@ -231,7 +170,7 @@ async fn import_page_checks_first_then_commits() {
     std::fs::write(&good, "设备名称,品牌型号,数量\n核心交换机,S12708,1\n超五类跳线,,4000\n").unwrap();
 
     let base = s.base.clone();
-    let c = browser(&driver).await;
+    let c = browser(&driver, DESKTOP).await;
     c.goto(&format!("{base}/login")).await.unwrap();
     c.find(Locator::Css("input[name=login]")).await.unwrap().send_keys("eng.wang").await.unwrap();
     c.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(PASSWORD).await.unwrap();

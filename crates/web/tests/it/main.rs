@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod browser;
+mod chrome;
 mod contract_files;
 mod desk;
 mod desk_browser;
