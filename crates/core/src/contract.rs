@@ -597,6 +597,22 @@ pub struct CompiledContract {
     pub desk: DeskRules,
 }
 
+impl CompiledContract {
+    /// The contract's duty of backing up device configurations (an id ending in `config_backup`,
+    /// e.g. 001's `network.config_backup`, "quarterly") and the days a device may go without a
+    /// backup under it: the default of a device's backup period (AS6).
+    pub fn config_backup_days(&self) -> Option<(&str, i64)> {
+        self.file.duties.iter().find_map(|d| {
+            let id = d.id.get_ref().as_str();
+            if !id.ends_with("config_backup") {
+                return None;
+            }
+            let f = crate::schedule::Frequency::parse(d.frequency.get_ref()).ok()?;
+            Some((id, f.longest_gap_days()))
+        })
+    }
+}
+
 /// Parses and checks a contract file. Returns every problem found, not just the first.
 pub fn check(bytes: &[u8]) -> Result<CompiledContract, Vec<Diagnostic>> {
     let one = |message: String, hint: &str| vec![Diagnostic { line: 1, column: 1, message, hint: hint.into() }];

@@ -44,6 +44,19 @@ fn time_of_day(s: &str) -> Option<u32> {
 }
 
 impl Frequency {
+    /// The longest time in whole days the duty may go undone and still be on schedule: what a
+    /// "not done for too long" alert waits for (a quarterly duty: 92 days, the longest quarter).
+    pub fn longest_gap_days(&self) -> i64 {
+        match self {
+            Frequency::Daily { .. } => 1,
+            Frequency::Weekly { .. } => 7,
+            Frequency::EveryWeeks(n) => 7 * i64::from(*n),
+            Frequency::Monthly(_) => 31,
+            Frequency::Quarterly => 92,
+            Frequency::Yearly => 366,
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Frequency, String> {
         let t = text.trim().to_lowercase();
         let words: Vec<&str> = t.split_whitespace().collect();
@@ -117,6 +130,15 @@ impl Frequency {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn longest_gap() {
+        let gap = |t: &str| Frequency::parse(t).unwrap().longest_gap_days();
+        assert_eq!(
+            [gap("daily at 09:00"), gap("weekly x2"), gap("every 2 weeks"), gap("monthly on 10"), gap("quarterly")],
+            [1, 7, 14, 31, 92]
+        );
+    }
 
     #[test]
     fn grammar() {

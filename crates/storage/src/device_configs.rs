@@ -170,7 +170,15 @@ pub async fn set_target(
         return Err(invalid("port", "端口应为 1 到 65535", "The port is 1 to 65535"));
     }
     let username = single_line(&input.username, 64, true).map_err(|m| StoreError::invalid("username", m))?;
-    let max_age_days = input.max_age_days.unwrap_or(31);
+    // Unless given, as long as the contract's configuration-backup duty allows (a month where it
+    // names none).
+    let max_age_days = match input.max_age_days {
+        Some(d) => d,
+        None => crate::rules::current(db, scope.contract_id())
+            .await?
+            .and_then(|r| r.compiled.config_backup_days().map(|(_, days)| days))
+            .unwrap_or(31),
+    };
     if !(1..=366).contains(&max_age_days) {
         return Err(invalid("max_age_days", "备份期限应为 1 到 366 天", "The backup period is 1 to 366 days"));
     }

@@ -711,3 +711,36 @@ async fn permissions_and_isolation(s: TestServer) {
     let r = eng.api(Method::GET, "/api/v1/openapi.json", None).await;
     assert!(r.body.contains("/api/v1/contracts/{cid}/assets/{id}/configs/diff"));
 }
+
+both_engines!(backup_period_defaults_to_the_contracts_duty);
+async fn backup_period_defaults_to_the_contracts_duty(s: TestServer) {
+    // 001 backs up core configurations quarterly (`network.config_backup`): a device may go 92 days.
+    let seeded = s.seed_contract("001-chenggong-service-center.toml").await;
+    s.member("eng001", seeded, ContractRole::Engineer).await;
+    let scope = s.operator().contract_scope(&s.state.db, seeded).await.unwrap();
+    let input =
+        AssetInput {
+            kind: "network".into(), name: "汇聚交换机".into(), ips: "127.0.0.1".into(), ..Default::default()
+        };
+    let asset = assets::create(&s.state.db, &scope, &input, s.now()).await.unwrap().id;
+    let mut b = s.login("eng001").await;
+    let mut body = target_body(22, "pw-1");
+    body.as_object_mut().unwrap().remove("max_age_days");
+    let path = format!("/api/v1/contracts/{seeded}/assets/{asset}/config-target");
+    let r = b.api(Method::PUT, &path, Some(body.clone())).await;
+    assert!(r.status.is_success(), "{}", r.body);
+    assert_eq!(b.api(Method::GET, &path, None).await.json()["max_age_days"], 92);
+    // Given explicitly, the operator's figure wins.
+    body["max_age_days"] = json!(30);
+    assert!(b.api(Method::PUT, &path, Some(body)).await.status.is_success());
+    assert_eq!(b.api(Method::GET, &path, None).await.json()["max_age_days"], 30);
+
+    // A contract naming no such duty: a month.
+    let f = fixture(&s).await;
+    let mut eng = s.login("eng").await;
+    let mut body = target_body(22, "pw-2");
+    body.as_object_mut().unwrap().remove("max_age_days");
+    let path = format!("/api/v1/contracts/{}/assets/{}/config-target", f.cid, f.asset);
+    assert!(eng.api(Method::PUT, &path, Some(body)).await.status.is_success());
+    assert_eq!(eng.api(Method::GET, &path, None).await.json()["max_age_days"], 31);
+}
