@@ -6,6 +6,7 @@
 #
 #   bench/import.sh [runs]                      # default 5 runs per figure, SQLite and PostgreSQL
 #   ROWS=100000 ENGINES=sqlite bench/import.sh 3
+#   BIN_DIR=/path/to/release bench/import.sh    # a binary built elsewhere (e.g. another commit)
 #
 # The sheet: python3 writes a CSV of ROWS assets (name, model, brand, unit, quantity, asset number,
 # site, install date, status, IP), which `yunwei asset import` loads into a scratch database and
@@ -21,8 +22,12 @@ CODE="CG-ZWFW-2026"
 export YUNWEI_LOG="${YUNWEI_LOG:-warn}" PGOPTIONS="${PGOPTIONS:---client-min-messages=warning}"
 unset YUNWEI_DATABASE_URL
 
-cargo build --release -q -p yunwei
-YW="$(pwd)/${CARGO_TARGET_DIR:-target}/release/yunwei"
+if [ -n "${BIN_DIR:-}" ]; then
+  YW="$BIN_DIR/yunwei"
+else
+  cargo build --release -q -p yunwei
+  YW="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/yunwei"
+fi
 CONTRACT="$(pwd)/contracts/001-chenggong-service-center.toml"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

@@ -479,10 +479,11 @@ pub struct AssetPage {
 /// (`LIKE '%term%'` on `search_text`, lower-case, `%` and `_` taken literally).
 ///
 /// Which rows are read depends on the term, never what matches: every row read is checked against
-/// every condition. On SQLite the search index (migration 0006) is asked first for the first
-/// matching assets ([`candidates`]): a rare term's page is read from those alone; a common term's
-/// page from those too when they fill it, else by reading on in id order. On PostgreSQL the
-/// planner chooses between the trigram index and reading in id order by itself.
+/// every condition. On SQLite the search index (migrations 0006 and 0008) is asked first for the
+/// first matching assets under every filter ([`candidates`]): the page is read from those, or by
+/// reading on in id order when they may not hold all of it. On PostgreSQL a search is one
+/// condition on an indexed expression of the filters and the text ([`PgSearch`]), and the planner
+/// chooses between its index and reading in id order.
 pub async fn list(db: &Db, scope: &ContractScope, f: &AssetFilter) -> StoreResult<AssetPage> {
     scope.require(ContractPermission::AssetRead)?;
     let kind = f.kind.as_deref().filter(|s| !s.is_empty());
@@ -502,11 +503,7 @@ pub async fn list(db: &Db, scope: &ContractScope, f: &AssetFilter) -> StoreResul
     let after = f.after.unwrap_or(0);
     // One row more than the page, to know whether another page follows.
     let want = limit + 1;
-    // A search alone takes its page from the first matches; under other conditions too, the page
-    // is among more of them.
-    let filtered = kind.is_some() || status.is_some() || f.site_id.is_some() || f.supplier_id.is_some();
-    let first = if filtered { PROBE_LIMIT } else { want };
-    let mut items = match candidates(db, scope, q, after, first).await? {
+    let mut items = match candidates(db, scope, &filter, after, want).await? {
         Candidates::Scan => read(db, scope, &filter, after, None, want).await?,
         Candidates::Only(ids) => read(db, scope, &filter, after, Some(&ids), want).await?,
         Candidates::UpTo(ids, last) => {
@@ -575,28 +572,99 @@ async fn read(
     if let Some(ids) = ids {
         and(" AND a.id IN (SELECT value FROM json_each(?))", Arg::S(ids.to_string()));
     }
-    if let Some(k) = f.kind {
-        and(" AND a.kind = ?", Arg::S(k.into()));
-    }
-    if let Some(s) = f.status {
-        and(" AND a.status = ?", Arg::S(s.into()));
-    }
-    if let Some(q) = f.q {
-        and(" AND a.search_text LIKE ? ESCAPE '\\'", Arg::S(crate::like_contains(q)));
-    }
-    if let Some(v) = f.site_id {
-        and(" AND a.site_id = ?", Arg::I(v));
-    }
-    if let Some(v) = f.supplier_id {
-        and(" AND a.supplier_id = ?", Arg::I(v));
+    let pg = match f.q {
+        Some(q) if db.backend() == crate::Backend::Postgres => PgSearch::of(f, q),
+        _ => None,
+    };
+    if let Some(PgSearch::Key(pattern)) = &pg {
+        // The filters and the term as one condition (see [`PgSearch::Key`]).
+        and(
+            " AND asset_search_key(a.kind, a.status, a.site_id, a.supplier_id, a.search_text) LIKE ? ESCAPE '\\'",
+            Arg::S(pattern.clone()),
+        );
+    } else {
+        if let Some(k) = f.kind {
+            and(" AND a.kind = ?", Arg::S(k.into()));
+        }
+        if let Some(s) = f.status {
+            and(" AND a.status = ?", Arg::S(s.into()));
+        }
+        if let Some(v) = f.site_id {
+            and(" AND a.site_id = ?", Arg::I(v));
+        }
+        if let Some(v) = f.supplier_id {
+            and(" AND a.supplier_id = ?", Arg::I(v));
+        }
+        match (&pg, f.q) {
+            (Some(PgSearch::Grams(term)), _) => {
+                // `strpos` before the array (the planner orders conditions by cost, and the filters
+                // above cost least): read in id order, a row's array is built only when the row
+                // holds the term. `<>` of an expression without statistics is estimated at 99.5 %,
+                // so the array's estimate alone decides.
+                and(" AND strpos(a.search_text, ?) <> 0", Arg::S(term.clone()));
+                and(" AND asset_search_grams(a.search_text) @> ARRAY[?]", Arg::S(term.clone()));
+            }
+            (_, Some(q)) => and(" AND a.search_text LIKE ? ESCAPE '\\'", Arg::S(crate::like_contains(q))),
+            (_, None) => {}
+        }
     }
     and(" ORDER BY a.id LIMIT ?", Arg::I(limit as i64));
     bind_all(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&db.pool).await?.iter().map(from_row).collect()
 }
 
-/// How many matching assets the search index is asked for at most (SQLite). Up to this many, a
-/// page is read from those assets alone; a term with more is common, and a page of it is found by
-/// reading the ledger in id order unless the first of them fill it.
+/// A search on PostgreSQL through the indexed expressions of migration 0008.
+#[derive(Debug, PartialEq)]
+enum PgSearch {
+    /// Three characters or more: `asset_search_key(…) LIKE` this pattern, which holds the kind,
+    /// status, site and supplier filters and the term and is exactly the list's conditions. One
+    /// condition, which the planner estimates from the expression's statistics with the filters
+    /// and the term together: as separate conditions their selectivities were multiplied, and a
+    /// common term under a filter that excluded it read every row of that filter in id order.
+    Key(String),
+    /// One or two characters (lower-case): `asset_search_grams(search_text)` holds it, with the
+    /// filters as conditions of their own (checked before the array is built).
+    Grams(String),
+}
+
+impl PgSearch {
+    /// None for a term with control characters, which no asset's text holds: the plain
+    /// conditions (the key's separator must not be in the term).
+    fn of(f: &Conditions<'_>, q: &str) -> Option<PgSearch> {
+        if q.chars().any(char::is_control) {
+            return None;
+        }
+        let term = q.to_lowercase();
+        if term.chars().count() < 3 {
+            return Some(PgSearch::Grams(term));
+        }
+        // U+001F before each field, as `asset_search_key` writes them; `%` for a filter not given.
+        let field = |v: Option<String>| v.map(|v| like_literal(&v)).unwrap_or_else(|| "%".into());
+        Some(PgSearch::Key(format!(
+            "\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            field(f.kind.map(str::to_string)),
+            field(f.status.map(str::to_string)),
+            field(f.site_id.map(|v| v.to_string())),
+            field(f.supplier_id.map(|v| v.to_string())),
+            crate::like_contains(&term),
+        )))
+    }
+}
+
+/// `s` as a LIKE pattern that matches it alone (`ESCAPE '\'`).
+fn like_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// How many matching assets the search index is asked for at most (SQLite), for a term of one or
+/// two characters. Up to this many, a page is read from those assets alone; a term with more is
+/// common, and a page of it is found by reading the ledger in id order.
 const PROBE_LIMIT: usize = 1000;
 
 /// What the search index says about a term. Ids travel as a JSON array, from one statement to the
@@ -614,25 +682,29 @@ enum Candidates {
     UpTo(String, i64),
 }
 
-/// Asks the search index (SQLite, migration 0006) which assets may match `q`, in a bounded query.
+/// Asks the search index (SQLite, migrations 0006 and 0008) which assets may match, in a bounded
+/// query.
 ///
-/// - Three characters or more: a phrase query over the trigrams of the contract's assets, for the
-///   `first` matches in id order from the cursor. Exact, since the indexed text is what LIKE reads.
+/// - Three characters or more: a phrase query over the trigrams of the contract's assets under
+///   every filter of the list (their marks, see [`phrase_query`]) for the `first` matches in id
+///   order from the cursor. Exact, since the indexed text is what LIKE reads; for site and
+///   supplier ids of 131,072 and beyond, more rows than match (they share marks), whence
+///   [`Candidates::UpTo`].
 /// - One or two characters: the assets holding a trigram that begins with them (every substring
 ///   begins a trigram: the indexed text ends in two spaces), in any order and over every contract
-///   (the index's term list cannot be narrowed to one contract); more than [`PROBE_LIMIT`] reads
-///   the contract's ledger instead.
+///   and filter (the index's term list cannot be narrowed); more than [`PROBE_LIMIT`] reads the
+///   contract's ledger instead.
 ///
-/// PostgreSQL's trigram index is used by the planner within the list query itself, and terms
-/// with control characters (which no searched field holds) are left to LIKE.
+/// PostgreSQL's indexes are used by the planner within the list query itself, and terms with
+/// control characters (which no searched field holds) are left to LIKE.
 async fn candidates(
     db: &Db,
     scope: &ContractScope,
-    q: Option<&str>,
+    f: &Conditions<'_>,
     after: i64,
     first: usize,
 ) -> StoreResult<Candidates> {
-    let Some(q) = q else { return Ok(Candidates::Scan) };
+    let Some(q) = f.q else { return Ok(Candidates::Scan) };
     if db.backend() != crate::Backend::Sqlite || q.chars().any(char::is_control) {
         return Ok(Candidates::Scan);
     }
@@ -646,7 +718,7 @@ async fn candidates(
         (
             "SELECT json_group_array(id) AS ids, count(*) AS n, max(id) AS last FROM \
              (SELECT rowid AS id FROM asset_search WHERE asset_search MATCH $1 AND rowid > $2 ORDER BY rowid LIMIT $3)",
-            Arg::S(match phrase_query(scope.contract_id(), &term) {
+            Arg::S(match phrase_query(scope.contract_id(), f, &term) {
                 Some(p) => p,
                 None => return Ok(Candidates::Scan),
             }),
@@ -671,12 +743,48 @@ async fn candidates(
     })
 }
 
-/// The FTS5 query for assets of one contract whose text holds `term`: the contract's mark (as
-/// migration 0006 writes it) and the term, each a quoted phrase (no character in it is syntax; `"`
-/// is doubled). None for a contract id beyond the marks (more than 131,071).
-fn phrase_query(contract_id: i64, term: &str) -> Option<String> {
-    let mark = u32::try_from(contract_id).ok().and_then(|id| id.checked_add(0xF0000)).and_then(char::from_u32)?;
-    Some(format!("scope : \"\u{1e}{mark}\u{1e}\" AND body : \"{}\"", term.replace('"', "\"\"")))
+/// The FTS5 query for the assets of one contract under the list's filters whose text holds
+/// `term`: each mark (as migration 0008 writes them) and the term, each a quoted phrase (no
+/// character in it is syntax; `"` is doubled). The filters' marks hold the contract; without a
+/// filter the contract's own mark stands for it. None for a contract id beyond the marks (more
+/// than 131,071) or a filter id below 1 (no asset has one).
+fn phrase_query(contract_id: i64, f: &Conditions<'_>, term: &str) -> Option<String> {
+    let c = id_mark(contract_id).filter(|_| contract_id <= 0x1_FFFF)?;
+    let position = |list: &[(&str, &str, &str)], v: &str| list.iter().position(|(x, _, _)| *x == v);
+    let mut marks = Vec::new();
+    if let Some(k) = f.kind {
+        marks.push(['\u{1d}', c, enum_mark(position(&ledger::KINDS, k)?)?]);
+    }
+    if let Some(s) = f.status {
+        marks.push(['\u{1c}', c, enum_mark(position(&ledger::STATUSES, s)?)?]);
+    }
+    if let Some(id) = f.site_id {
+        marks.push(['\u{1b}', c, id_mark(id)?]);
+    }
+    if let Some(id) = f.supplier_id {
+        marks.push(['\u{1a}', c, id_mark(id)?]);
+    }
+    if marks.is_empty() {
+        marks.push(['\u{1e}', c, '\u{1e}']);
+    }
+    let mut query: Vec<String> = marks.iter().map(|m| format!("scope : \"{}\"", String::from_iter(m))).collect();
+    query.push(format!("body : \"{}\"", term.replace('"', "\"\"")));
+    Some(query.join(" AND "))
+}
+
+/// The character that stands for an id in the marks: U+F0000 + (id mod 131,072), as migration
+/// 0008 computes it. None below 1.
+fn id_mark(id: i64) -> Option<char> {
+    if id < 1 {
+        return None;
+    }
+    char::from_u32(0xF0000 + (id % 0x2_0000) as u32)
+}
+
+/// The character that stands for the kind or status at `position` in its list (the order of the
+/// CHECK lists of migration 0004): U+E001, U+E002, …
+fn enum_mark(position: usize) -> Option<char> {
+    char::from_u32(0xE001 + u32::try_from(position).ok()?)
 }
 
 /// The range of trigrams that begin with `prefix` (one or two characters): `[prefix, prefix +
@@ -929,22 +1037,153 @@ pub async fn import(
         return Ok(report);
     }
     let mut tx = db.begin_write(now).await?;
-    let mut first_id = None;
-    for c in &ready {
-        let id = insert(&mut tx, scope, c, now).await?;
-        first_id.get_or_insert(id);
-        let after = serde_json::to_value(&c.a).unwrap_or_default();
-        record_history(&mut tx, scope, &format!("asset:{id}"), "import", None, Some(&after)).await?;
+    // SQLite: the search index is written once for all rows (see migration 0008).
+    let sqlite = db.backend() == crate::Backend::Sqlite;
+    if sqlite {
+        tx.defer("INSERT INTO asset_search_pause (paused) VALUES (1)", Vec::new());
+    }
+    let ids = insert_all(&mut tx, scope, db.backend(), &ready, now).await?;
+    if sqlite {
+        tx.defer(
+            "INSERT INTO asset_search (rowid, scope, body) SELECT id, scope, body FROM asset_search_row \
+             WHERE contract_id = $1 AND id IN (SELECT value FROM json_each($2))",
+            vec![scope.contract_id().into(), serde_json::to_string(&ids).unwrap_or_default().into()],
+        );
+        tx.defer("DELETE FROM asset_search_pause", Vec::new());
     }
     tx.audit(
         AuditEntry::new(scope.actor(), "asset.import", format!("contract:{}", scope.contract_id()))
             .contract(scope.contract_id())
-            .detail(format!("rows={} first_asset={}", ready.len(), first_id.unwrap_or(0))),
+            .detail(format!("rows={} first_asset={}", ready.len(), ids.first().copied().unwrap_or(0))),
     )
     .await?;
     tx.commit().await?;
     report.imported = Some(ready.len());
     Ok(report)
+}
+
+/// Rows per statement of an import. Each statement takes its rows as one JSON array, one bound
+/// parameter: bound multi-row `VALUES` lists were slow through sqlx's `Any` driver (BENCHMARKS.md,
+/// service desk seeding), and one statement per row was a round trip per row (PostgreSQL: about
+/// 2 s of a 10,000-row import).
+const IMPORT_CHUNK: usize = 1000;
+
+/// The statement that inserts the assets of a JSON array (`$2`, objects as [`ImportRow`] writes
+/// them) in array order, from the engine's table function that yields each element as `value`
+/// and its position as `key`.
+macro_rules! import_assets_sql {
+    ($elements:literal) => {
+        concat!(
+            "INSERT INTO asset (contract_id, kind, name, model, brand, manufacturer, unit, quantity, serial, \
+             manufactured_on, installed_on, site_id, room, rack, u_position, department, category, asset_no, \
+             dimensions, weight, accessories, parameters, status, owner, supplier_id, warranty_end, ips, ports, \
+             custom, notes, search_text, created_at, updated_at) \
+             SELECT $1, value ->> 'kind', value ->> 'name', value ->> 'model', value ->> 'brand', \
+             value ->> 'manufacturer', value ->> 'unit', CAST(value ->> 'checked_quantity' AS BIGINT), \
+             value ->> 'serial', value ->> 'manufactured_on', value ->> 'installed_on', \
+             CAST(value ->> 'site_id' AS BIGINT), value ->> 'room', value ->> 'rack', value ->> 'u_position', \
+             value ->> 'department', value ->> 'category', value ->> 'asset_no', value ->> 'dimensions', \
+             value ->> 'weight', value ->> 'accessories', value ->> 'parameters', value ->> 'status', \
+             value ->> 'owner', CAST(value ->> 'supplier_id' AS BIGINT), value ->> 'warranty_end', \
+             value ->> 'ips', value ->> 'ports', value ->> 'checked_custom', value ->> 'notes', \
+             value ->> 'search_text', $3, $3 FROM ",
+            $elements,
+            " ORDER BY key RETURNING id, name, asset_no"
+        )
+    };
+}
+
+/// The history entries of imported assets: a JSON array (`$4`) of `{"r": record, "a": after}`.
+macro_rules! import_history_sql {
+    ($elements:literal) => {
+        concat!(
+            "INSERT INTO ledger_history (contract_id, record_ref, at, actor, action, before_json, after_json) \
+             SELECT $1, value ->> 'r', $2, $3, 'import', '', value ->> 'a' FROM ",
+            $elements,
+            " ORDER BY key"
+        )
+    };
+}
+
+/// One asset of an import as its statement reads it.
+#[derive(Serialize)]
+struct ImportRow<'a> {
+    #[serde(flatten)]
+    a: &'a AssetInput,
+    checked_quantity: i64,
+    checked_custom: &'a str,
+    search_text: String,
+}
+
+/// Inserts checked rows as new assets, each with its history entry, [`IMPORT_CHUNK`] rows per
+/// statement; returns their ids in the order of `rows`.
+async fn insert_all(
+    tx: &mut WriteTx,
+    scope: &ContractScope,
+    backend: crate::Backend,
+    rows: &[Checked],
+    now: i64,
+) -> StoreResult<Vec<i64>> {
+    let (assets_sql, history_sql) = match backend {
+        crate::Backend::Sqlite => (import_assets_sql!("json_each($2)"), import_history_sql!("json_each($4)")),
+        crate::Backend::Postgres => (
+            import_assets_sql!("jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(value, key)"),
+            import_history_sql!("jsonb_array_elements($4::jsonb) WITH ORDINALITY AS e(value, key)"),
+        ),
+    };
+    let mut ids = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(IMPORT_CHUNK) {
+        let json = serde_json::to_string(
+            &chunk
+                .iter()
+                .map(|c| ImportRow {
+                    a: &c.a,
+                    checked_quantity: c.quantity,
+                    checked_custom: &c.custom,
+                    search_text: search_text(&c.a),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| StoreError::Schema(format!("import rows as JSON: {e}")))?;
+        let returned = tx
+            .fetch_all(assets_sql, vec![scope.contract_id().into(), json.into(), now.into()])
+            .await
+            .map_err(|e| e.unique_as(DUPLICATE_NO))?;
+        let mut inserted = returned
+            .iter()
+            .map(|r| {
+                Ok((r.try_get::<i64, _>("id")?, r.try_get::<String, _>("name")?, r.try_get::<String, _>("asset_no")?))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Ids grow in the order rows are inserted (this transaction holds the writer lock), and
+        // RETURNING promises no order: sorted, they are the rows' in array order, which the names
+        // and numbers confirm before any history entry refers to them.
+        inserted.sort_by_key(|r| r.0);
+        let matches = inserted.len() == chunk.len()
+            && inserted.iter().zip(chunk).all(|((_, name, no), c)| *name == c.a.name && *no == c.a.asset_no);
+        if !matches {
+            return Err(StoreError::Schema("imported assets came back in another order than inserted".into()));
+        }
+        let history: Vec<serde_json::Value> = inserted
+            .iter()
+            .zip(chunk)
+            .map(|((id, _, _), c)| {
+                let after = serde_json::to_value(&c.a).unwrap_or_default().to_string();
+                serde_json::json!({ "r": format!("asset:{id}"), "a": after })
+            })
+            .collect();
+        tx.defer(
+            history_sql,
+            vec![
+                scope.contract_id().into(),
+                now.into(),
+                scope.actor().name.clone().into(),
+                serde_json::Value::Array(history).to_string().into(),
+            ],
+        );
+        ids.extend(inserted.iter().map(|r| r.0));
+    }
+    Ok(ids)
 }
 
 type CellProblem = (&'static str, Message);
@@ -1059,17 +1298,78 @@ pub async fn export_rows(db: &Db, scope: &ContractScope) -> StoreResult<(Vec<&'s
 mod tests {
     use super::*;
 
+    /// No filter but the term.
+    const NONE: Conditions<'static> =
+        Conditions { kind: None, status: None, q: None, site_id: None, supplier_id: None };
+
     #[test]
     fn phrase_query_quotes_the_term() {
-        assert_eq!(phrase_query(7, "zc-0777").unwrap(), "scope : \"\u{1e}\u{F0007}\u{1e}\" AND body : \"zc-0777\"");
         assert_eq!(
-            phrase_query(12, r#"引号"x" OR *"#).unwrap(),
+            phrase_query(7, &NONE, "zc-0777").unwrap(),
+            "scope : \"\u{1e}\u{F0007}\u{1e}\" AND body : \"zc-0777\""
+        );
+        assert_eq!(
+            phrase_query(12, &NONE, r#"引号"x" OR *"#).unwrap(),
             "scope : \"\u{1e}\u{F000C}\u{1e}\" AND body : \"引号\"\"x\"\" OR *\""
         );
-        assert_eq!(phrase_query(0x1_FFFF, "abc").unwrap().chars().nth(10), Some('\u{10FFFF}'));
-        assert_eq!(phrase_query(0x2_0000, "abc"), None);
-        assert_eq!(phrase_query(-1, "abc"), None);
-        assert_eq!(phrase_query(i64::from(u32::MAX), "abc"), None);
+        assert_eq!(phrase_query(0x1_FFFF, &NONE, "abc").unwrap().chars().nth(10), Some('\u{10FFFF}'));
+        assert_eq!(phrase_query(0x2_0000, &NONE, "abc"), None);
+        assert_eq!(phrase_query(-1, &NONE, "abc"), None);
+        assert_eq!(phrase_query(i64::from(u32::MAX), &NONE, "abc"), None);
+    }
+
+    #[test]
+    fn phrase_query_ands_a_mark_per_filter() {
+        let f = Conditions {
+            kind: Some("host"),
+            status: Some("retired"),
+            site_id: Some(3),
+            supplier_id: Some(0x2_0005),
+            q: None,
+        };
+        assert_eq!(
+            phrase_query(7, &f, "交换机").unwrap(),
+            "scope : \"\u{1d}\u{F0007}\u{E003}\" AND scope : \"\u{1c}\u{F0007}\u{E004}\" \
+             AND scope : \"\u{1b}\u{F0007}\u{F0003}\" AND scope : \"\u{1a}\u{F0007}\u{F0005}\" AND body : \"交换机\""
+        );
+        let site = Conditions { site_id: Some(0), ..NONE };
+        assert_eq!(phrase_query(7, &site, "abc"), None);
+        let kind = Conditions { kind: Some("printer"), ..NONE };
+        assert_eq!(phrase_query(7, &kind, "abc"), None);
+    }
+
+    /// The marks the index holds are the ones the queries ask for: each kind and status appears
+    /// with its number in the three copies of the scope expression of migration 0008.
+    #[test]
+    fn marks_match_migration_0008() {
+        let sql = include_str!("../migrations/sqlite/0008_asset_search_filters.sql");
+        for list in [&ledger::KINDS[..], &ledger::STATUSES[..]] {
+            for (i, (value, _, _)) in list.iter().enumerate() {
+                let case = format!("WHEN '{value}' THEN 0x{:X}", enum_mark(i).unwrap() as u32);
+                assert_eq!(sql.matches(&case).count(), 3, "{case}");
+            }
+        }
+        assert_eq!(sql.matches("983040 + site_id % 131072").count(), 1);
+        assert_eq!(sql.matches("983040 + old.site_id % 131072").count(), 2);
+        assert_eq!(id_mark(0x2_0000 + 9), id_mark(9));
+        assert_eq!(id_mark(0x1_FFFF), Some('\u{10FFFF}'));
+    }
+
+    #[test]
+    fn postgres_search_is_one_condition_on_the_filters_and_the_term() {
+        let f =
+            Conditions { kind: Some("host"), status: Some("in_service"), site_id: None, supplier_id: Some(4), q: None };
+        assert_eq!(
+            PgSearch::of(&f, "ZC-0%7_"),
+            Some(PgSearch::Key("\u{1f}host\u{1f}in\\_service\u{1f}%\u{1f}4\u{1f}%zc-0\\%7\\_%".into()))
+        );
+        assert_eq!(
+            PgSearch::of(&NONE, "交换机"),
+            Some(PgSearch::Key("\u{1f}%\u{1f}%\u{1f}%\u{1f}%\u{1f}%交换机%".into()))
+        );
+        assert_eq!(PgSearch::of(&f, "机房"), Some(PgSearch::Grams("机房".into())));
+        assert_eq!(PgSearch::of(&NONE, "Ä"), Some(PgSearch::Grams("ä".into())));
+        assert_eq!(PgSearch::of(&NONE, "a\u{1f}b"), None);
     }
 
     #[test]
