@@ -8,6 +8,7 @@ pub mod authz;
 pub mod calendar;
 pub mod contract;
 pub mod desk;
+pub mod exchange;
 pub mod filetype;
 pub mod inspection;
 pub mod ledger;
