@@ -108,10 +108,28 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_inspections.sql"),
         postgres: include_str!("../migrations/postgres/0007_inspections.sql"),
     },
+    Migration {
+        version: 8,
+        name: "asset_search_filters",
+        sqlite: include_str!("../migrations/sqlite/0008_asset_search_filters.sql"),
+        postgres: include_str!("../migrations/postgres/0008_asset_search_filters.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "monitors",
+        sqlite: include_str!("../migrations/sqlite/0009_monitors.sql"),
+        postgres: include_str!("../migrations/postgres/0009_monitors.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "exchange_interfaces",
+        sqlite: include_str!("../migrations/sqlite/0010_exchange_interfaces.sql"),
+        postgres: include_str!("../migrations/postgres/0010_exchange_interfaces.sql"),
+    },
 ];
 
 /// The schema version this binary expects.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// A pool on one of the two engines, plus the key that seals secrets at rest.
 #[derive(Clone)]
@@ -367,6 +385,8 @@ pub(crate) enum Arg {
     OptInt(Option<i64>),
     Text(String),
     OptText(Option<String>),
+    /// Never NULL: sqlx's `Any` binds a NULL f64 as PostgreSQL float4 (bind a value and a has-flag).
+    Float(f64),
 }
 
 impl From<i64> for Arg {
@@ -397,6 +417,11 @@ impl From<Option<String>> for Arg {
 impl From<Option<&str>> for Arg {
     fn from(v: Option<&str>) -> Arg {
         Arg::OptText(v.map(str::to_string))
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Arg {
+        Arg::Float(v)
     }
 }
 
@@ -433,6 +458,7 @@ fn bind_all<'q>(
             Arg::OptInt(v) => q.bind(v),
             Arg::Text(v) => q.bind(v),
             Arg::OptText(v) => q.bind(v),
+            Arg::Float(v) => q.bind(v),
         };
     }
     q

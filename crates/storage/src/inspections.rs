@@ -38,10 +38,12 @@ use yunwei_core::ledger::Message;
 use yunwei_core::text::{multi_line, single_line};
 
 use crate::audit::AuditEntry;
-use crate::db::{Backend, Db, WriteTx};
+use crate::db::{Db, WriteTx};
 use crate::error::{StoreError, StoreResult};
 use crate::principal::ContractScope;
 use crate::rules;
+pub use crate::series::Point;
+use crate::series::{self, Points, cast_i64};
 use crate::tickets::{self, NewTicket};
 
 const DAY_MS: i64 = 86_400_000;
@@ -215,7 +217,7 @@ fn plan_from_row(r: &AnyRow, terms: &ContractTerms) -> StoreResult<Plan> {
     })
 }
 
-async fn credential_names(db: &Db, contract_id: i64) -> StoreResult<Vec<String>> {
+pub(crate) async fn credential_names(db: &Db, contract_id: i64) -> StoreResult<Vec<String>> {
     let rows = sqlx::query("SELECT name FROM inspection_credential WHERE contract_id = $1 ORDER BY name")
         .bind(contract_id)
         .fetch_all(&db.pool)
@@ -988,13 +990,6 @@ pub async fn sign_off(db: &Db, scope: &ContractScope, id: i64, note: &str, now: 
     .await?;
     tx.commit().await?;
     get_run(db, scope, id, now).await
-}
-
-/// SUM on PostgreSQL is NUMERIC for BIGINT input, which the `Any` driver does not decode: every
-/// such sum is CAST to BIGINT, except those over CASE that SQLite answers as INTEGER and
-/// PostgreSQL as BIGINT; this reads either.
-fn cast_i64(row: &AnyRow, col: &str) -> StoreResult<i64> {
-    Ok(row.try_get::<i64, _>(col).or_else(|_| row.try_get::<f64, _>(col).map(|v| v as i64))?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2153,7 +2148,8 @@ pub async fn claim_probe_work(db: &Db, now: i64, limit: i64) -> StoreResult<Vec<
     Ok(out)
 }
 
-async fn load_secret(db: &Db, cid: i64, name: &str) -> Result<ProbeSecret, Message> {
+/// A stored credential opened for a probe run (plan items and monitors), or why it cannot be used.
+pub async fn load_secret(db: &Db, cid: i64, name: &str) -> Result<ProbeSecret, Message> {
     let row =
         sqlx::query("SELECT username, secret_enc FROM inspection_credential WHERE contract_id = $1 AND name = $2")
             .bind(cid)
@@ -2323,10 +2319,13 @@ pub async fn record_probe_results(
 pub async fn roll_up(db: &Db, now: i64) -> StoreResult<usize> {
     let plans =
         sqlx::query("SELECT id, contract_id, definition FROM inspection_plan ORDER BY id").fetch_all(&db.pool).await?;
-    let upsert = match db.backend() {
-        Backend::Sqlite => ROLLUP_SQLITE,
-        Backend::Postgres => ROLLUP_POSTGRES,
-    };
+    let upsert = series::rollup_sql(
+        db.backend(),
+        "inspection_rollup",
+        "inspection_sample",
+        "plan_id, target_key, item_key",
+        "plan_id = $1 AND at < $2",
+    );
     let mut total = 0;
     for p in plans {
         let (id, cid): (i64, i64) = (p.try_get("id")?, p.try_get("contract_id")?);
@@ -2345,7 +2344,7 @@ pub async fn roll_up(db: &Db, now: i64) -> StoreResult<usize> {
             continue;
         }
         let mut tx = db.begin_write(now).await?;
-        sqlx::query(upsert).bind(id).bind(cutoff).execute(tx.conn().await?).await?;
+        sqlx::query(sqlx::AssertSqlSafe(upsert.clone())).bind(id).bind(cutoff).execute(tx.conn().await?).await?;
         sqlx::query("DELETE FROM inspection_sample WHERE plan_id = $1 AND at < $2")
             .bind(id)
             .bind(cutoff)
@@ -2363,44 +2362,8 @@ pub async fn roll_up(db: &Db, now: i64) -> StoreResult<usize> {
     Ok(total)
 }
 
-const ROLLUP_SQLITE: &str = "INSERT INTO inspection_rollup (plan_id, target_key, item_key, hour_at, contract_id, n, n_ok, \
-     n_value, min_value, max_value, sum_value) \
-     SELECT plan_id, target_key, item_key, (at / 3600000) * 3600000, MIN(contract_id), COUNT(*), SUM(ok), COUNT(value), \
-     MIN(value), MAX(value), SUM(value) FROM inspection_sample WHERE plan_id = $1 AND at < $2 \
-     GROUP BY plan_id, target_key, item_key, (at / 3600000) * 3600000 \
-     ON CONFLICT (plan_id, target_key, item_key, hour_at) DO UPDATE SET n = inspection_rollup.n + excluded.n, \
-     n_ok = inspection_rollup.n_ok + excluded.n_ok, n_value = inspection_rollup.n_value + excluded.n_value, \
-     min_value = MIN(COALESCE(inspection_rollup.min_value, excluded.min_value), COALESCE(excluded.min_value, inspection_rollup.min_value)), \
-     max_value = MAX(COALESCE(inspection_rollup.max_value, excluded.max_value), COALESCE(excluded.max_value, inspection_rollup.max_value)), \
-     sum_value = COALESCE(inspection_rollup.sum_value, 0) + COALESCE(excluded.sum_value, 0)";
-
-const ROLLUP_POSTGRES: &str = "INSERT INTO inspection_rollup (plan_id, target_key, item_key, hour_at, contract_id, n, n_ok, \
-     n_value, min_value, max_value, sum_value) \
-     SELECT plan_id, target_key, item_key, (at / 3600000) * 3600000, MIN(contract_id), COUNT(*), CAST(SUM(ok) AS BIGINT), \
-     COUNT(value), MIN(value), MAX(value), SUM(value) FROM inspection_sample WHERE plan_id = $1 AND at < $2 \
-     GROUP BY plan_id, target_key, item_key, (at / 3600000) * 3600000 \
-     ON CONFLICT (plan_id, target_key, item_key, hour_at) DO UPDATE SET n = inspection_rollup.n + excluded.n, \
-     n_ok = inspection_rollup.n_ok + excluded.n_ok, n_value = inspection_rollup.n_value + excluded.n_value, \
-     min_value = LEAST(inspection_rollup.min_value, excluded.min_value), \
-     max_value = GREATEST(inspection_rollup.max_value, excluded.max_value), \
-     sum_value = COALESCE(inspection_rollup.sum_value, 0) + COALESCE(excluded.sum_value, 0)";
-
 // ---------------------------------------------------------------------------------------------
 // History and compliance
-
-/// One point of a cell's history: a raw reading (n = 1) or an hour's roll-up.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Point {
-    pub at: i64,
-    /// Readings in the point, of them passing, of them with a number.
-    pub n: i64,
-    pub n_ok: i64,
-    pub min: Option<f64>,
-    pub avg: Option<f64>,
-    pub max: Option<f64>,
-    /// Hourly (rolled up or aggregated), not one raw reading.
-    pub hourly: bool,
-}
 
 /// The readings of one cell of a plan in `[from, to)`: raw readings for ranges up to three days
 /// (aggregated hourly beyond), and the hourly roll-ups of older ones.
@@ -2417,32 +2380,21 @@ pub async fn history(
     if to <= from || to - from > 400 * DAY_MS {
         return Err(StoreError::invalid("to", Msg::new("时间范围应为 1 到 400 天", "The range is 1 to 400 days")));
     }
-    let mut acc: BTreeMap<i64, Acc> = BTreeMap::new();
     let hourly = to - from > 3 * DAY_MS;
-    let raw_sql = if hourly {
-        match db.backend() {
-            Backend::Sqlite => {
-                "SELECT (at / 3600000) * 3600000 AS at, COUNT(*) AS n, SUM(ok) AS n_ok, COUNT(value) AS n_value, \
-                 MIN(value) AS min_value, MAX(value) AS max_value, SUM(value) AS sum_value FROM inspection_sample \
-                 WHERE contract_id = $1 AND plan_id = $2 AND target_key = $3 AND item_key = $4 AND at >= $5 AND at < $6 \
-                 GROUP BY (at / 3600000) * 3600000"
-            }
-            Backend::Postgres => {
-                "SELECT (at / 3600000) * 3600000 AS at, COUNT(*) AS n, CAST(SUM(ok) AS BIGINT) AS n_ok, \
-                 COUNT(value) AS n_value, MIN(value) AS min_value, MAX(value) AS max_value, SUM(value) AS sum_value \
-                 FROM inspection_sample WHERE contract_id = $1 AND plan_id = $2 AND target_key = $3 AND item_key = $4 \
-                 AND at >= $5 AND at < $6 GROUP BY (at / 3600000) * 3600000"
-            }
-        }
-    } else {
-        "SELECT at, 1 AS n, ok AS n_ok, CASE WHEN value IS NULL THEN 0 ELSE 1 END AS n_value, value AS min_value, \
-         value AS max_value, value AS sum_value FROM inspection_sample \
-         WHERE contract_id = $1 AND plan_id = $2 AND target_key = $3 AND item_key = $4 AND at >= $5 AND at < $6"
-    };
-    let rollup_sql = "SELECT hour_at AS at, n, n_ok, n_value, min_value, max_value, sum_value FROM inspection_rollup \
-         WHERE contract_id = $1 AND plan_id = $2 AND target_key = $3 AND item_key = $4 AND hour_at >= $5 AND hour_at < $6";
+    let group = if hourly { " GROUP BY (at / 3600000) * 3600000" } else { "" };
+    let raw_sql = format!(
+        "SELECT {} FROM inspection_sample WHERE contract_id = $1 AND plan_id = $2 AND target_key = $3 \
+         AND item_key = $4 AND at >= $5 AND at < $6{group}",
+        series::raw_columns(db.backend(), hourly)
+    );
+    let rollup_sql = format!(
+        "SELECT {} FROM inspection_rollup WHERE contract_id = $1 AND plan_id = $2 AND target_key = $3 \
+         AND item_key = $4 AND hour_at >= $5 AND hour_at < $6",
+        series::ROLLUP_COLUMNS
+    );
+    let mut points = Points::default();
     for (sql, is_hourly) in [(raw_sql, hourly), (rollup_sql, true)] {
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(scope.contract_id())
             .bind(plan_id)
             .bind(target.to_string())
@@ -2451,43 +2403,9 @@ pub async fn history(
             .bind(to)
             .fetch_all(&db.pool)
             .await?;
-        for r in rows {
-            // An hour may hold both rolled-up and raw readings around the retention edge: merged.
-            let a = acc.entry(r.try_get("at")?).or_default();
-            a.n += cast_i64(&r, "n")?;
-            a.n_ok += cast_i64(&r, "n_ok")?;
-            a.n_value += cast_i64(&r, "n_value")?;
-            a.hourly |= is_hourly;
-            let (min, max, sum): (Option<f64>, Option<f64>, Option<f64>) =
-                (r.try_get("min_value")?, r.try_get("max_value")?, r.try_get("sum_value")?);
-            a.min = min.map(|v| a.min.map_or(v, |m| m.min(v))).or(a.min);
-            a.max = max.map(|v| a.max.map_or(v, |m| m.max(v))).or(a.max);
-            a.sum += sum.unwrap_or(0.0);
-        }
+        points.add(&rows, is_hourly)?;
     }
-    Ok(acc
-        .into_iter()
-        .map(|(at, a)| Point {
-            at,
-            n: a.n,
-            n_ok: a.n_ok,
-            min: a.min,
-            avg: (a.n_value > 0).then(|| a.sum / a.n_value as f64),
-            max: a.max,
-            hourly: a.hourly,
-        })
-        .collect())
-}
-
-#[derive(Default)]
-struct Acc {
-    n: i64,
-    n_ok: i64,
-    n_value: i64,
-    min: Option<f64>,
-    max: Option<f64>,
-    sum: f64,
-    hourly: bool,
+    Ok(points.into_points())
 }
 
 /// One plan's compliance over a period, with each required slot and its run.

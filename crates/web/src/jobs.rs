@@ -65,6 +65,8 @@ pub fn spawn(state: AppState, channels: Vec<Arc<dyn Channel>>) {
         })
         .await
     });
+    // Continuous monitors: their own loop and lease (crate::monitors).
+    crate::monitors::spawn_detached(state.clone(), node.clone());
     let inspection_state = state.clone();
     let inspection_node = node.clone();
     tokio::spawn(async move {
@@ -78,6 +80,9 @@ pub fn spawn(state: AppState, channels: Vec<Arc<dyn Channel>>) {
             async move {
                 if let Err(e) = run_inspections(state, node).await {
                     tracing::warn!(error = %e, "inspection pass failed");
+                }
+                if let Err(e) = crate::interface_checks::run_interfaces(state, node).await {
+                    tracing::warn!(error = %e, "interface pass failed");
                 }
                 if due_rollup
                     && desk_jobs::try_lease(&state.db, "inspections", node, state.now_ms(), INSPECTION_LEASE_MS)
@@ -167,6 +172,7 @@ pub async fn run_deliveries(
 pub async fn run_once(state: &AppState, node: &str, channels: &[Arc<dyn Channel>]) -> yunwei_storage::StoreResult<()> {
     run_scheduler(state, node).await?;
     run_inspections(state, node).await?;
+    crate::interface_checks::run_interfaces(state, node).await?;
     run_deliveries(state, node, channels).await
 }
 

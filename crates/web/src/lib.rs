@@ -26,8 +26,10 @@ pub mod auth;
 mod error;
 mod export;
 mod i18n;
+pub mod interface_checks;
 pub mod jobs;
 mod metrics;
+pub mod monitors;
 mod security;
 mod serve;
 pub mod smtp;
@@ -65,6 +67,8 @@ pub struct AppState {
     pub config: Arc<WebConfig>,
     templates: Arc<minijinja::Environment<'static>>,
     metrics: metrics::Metrics,
+    /// This node's monitor engine (running while the node holds the `monitors` lease).
+    pub monitors: Arc<monitors::MonitorRuntime>,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
             config: Arc::new(config),
             templates: Arc::new(templates::environment()),
             metrics: metrics::Metrics::install(),
+            monitors: Arc::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 mod asset_cmd;
 mod config;
 mod demo;
+mod demo_interfaces;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -405,6 +406,7 @@ async fn serve(config: Config, demo: bool) -> Result<i32> {
     let demo_users = if demo { demo::load(&db, now).await? } else { Vec::new() };
     if demo {
         demo::load_inspections(&db, config.listen, tls.is_some(), now).await?;
+        demo_interfaces::load_interfaces(&db, now).await?;
     }
     let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     // Installed before we announce ourselves, so a SIGTERM right after start is a clean stop too.

@@ -8,7 +8,9 @@ mod assets_import;
 mod contracts;
 mod device_configs;
 pub(crate) mod inspections;
+pub(crate) mod interfaces;
 mod ledger;
+pub(crate) mod monitors;
 pub(crate) mod tickets;
 
 use axum::Router;
@@ -38,6 +40,8 @@ pub fn routes() -> Router<AppState> {
         .merge(assets::routes())
         .merge(assets_import::routes())
         .merge(inspections::routes())
+        .merge(monitors::routes())
+        .merge(interfaces::routes())
         .fallback(|| async { AppError::not_found() })
 }
 
@@ -164,6 +168,26 @@ pub fn unauthorized() -> AppError {
         inspections::delete_credential,
         inspections::day_sheet_xlsx,
         inspections::month_summary_xlsx,
+        monitors::list,
+        monitors::summary,
+        monitors::create,
+        monitors::bulk_create,
+        monitors::detail,
+        monitors::update,
+        monitors::delete,
+        monitors::history,
+        monitors::history_svg,
+        monitors::engine_stats,
+        interfaces::list,
+        interfaces::create,
+        interfaces::check,
+        interfaces::detail,
+        interfaces::update,
+        interfaces::retire,
+        interfaces::set_active,
+        interfaces::rotate_token,
+        interfaces::history,
+        interfaces::compliance,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth)

@@ -6,8 +6,10 @@ pub(crate) mod assets;
 mod audit;
 mod contracts;
 mod inspections;
+mod interfaces;
 mod ledger;
 mod login;
+mod monitors;
 pub(crate) mod tickets;
 
 use axum::Router;
@@ -33,6 +35,8 @@ pub fn routes() -> Router<AppState> {
         .merge(ledger::routes())
         .merge(assets::routes())
         .merge(inspections::routes())
+        .merge(monitors::routes())
+        .merge(interfaces::routes())
 }
 
 #[derive(Serialize)]
@@ -147,6 +151,8 @@ pub(crate) async fn page_in(
                 }
                 if role.permits(ContractPermission::InspectionRead) {
                     push(format!("/c/{cid}/inspections"), lang.pick(Msg::new("巡检", "Inspections")).into());
+                    push(format!("/c/{cid}/monitors"), lang.pick(Msg::new("持续监控", "Monitors")).into());
+                    push(format!("/c/{cid}/interfaces"), lang.pick(Msg::new("数据接口", "Interfaces")).into());
                 }
             }
             if !contracts.is_empty() {
