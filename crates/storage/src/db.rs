@@ -126,10 +126,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_exchange_interfaces.sql"),
         postgres: include_str!("../migrations/postgres/0010_exchange_interfaces.sql"),
     },
+    Migration {
+        version: 11,
+        name: "asset_search_key_letters",
+        sqlite: include_str!("../migrations/sqlite/0011_asset_search_key_letters.sql"),
+        postgres: include_str!("../migrations/postgres/0011_asset_search_key_letters.sql"),
+    },
 ];
 
 /// The schema version this binary expects.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// A pool on one of the two engines, plus the key that seals secrets at rest.
 #[derive(Clone)]

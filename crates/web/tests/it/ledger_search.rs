@@ -1,11 +1,11 @@
 //! Ledger search through the search indexes (SQLite: the FTS5 trigram index with a mark per
 //! contract and filter value, and its term list; PostgreSQL: the trigram index of the filters and
-//! text, and the index of their one- and two-character substrings, chosen by the planner) against
-//! the scan they stand in for: for rare, common, one- and two-character, Chinese, mixed-case and
-//! special-character terms, alone and under kind, status, site and supplier filters, page by page,
-//! after an import and after edits that change the text, kind, status, site and supplier, the pages
-//! hold exactly the contract's assets that meet the filters and whose `search_text LIKE '%term%'`,
-//! in id order; and another contract's assets never.
+//! text, and the index of the text's one- and two-character substrings, chosen by the planner)
+//! against the scan they stand in for: for rare, common, one- and two-character, Chinese,
+//! mixed-case and special-character terms, alone and under kind, status, site and supplier filters,
+//! page by page, after an import and after edits that change the text, kind, status, site and
+//! supplier, the pages hold exactly the contract's assets that meet the filters and whose
+//! `search_text LIKE '%term%'`, in id order; and another contract's assets never.
 
 use sqlx::{AnyConnection, Connection, Row};
 use yunwei_core::ledger::CellValue;
