@@ -13,6 +13,8 @@
 # Needs: a release build (done here unless BIN_DIR is set), curl, python3; for PostgreSQL psql and a
 # server on 127.0.0.1:5432 (trust auth; the database yw_bench_assets is dropped and created).
 set -euo pipefail
+# BIN_DIR as the caller wrote it, relative to where it was called from.
+if [ -n "${BIN_DIR:-}" ]; then BIN_DIR="$(cd "$BIN_DIR" && pwd)"; fi
 cd "$(dirname "$0")/.."
 RUNS="${1:-3}"
 ROWS="${ROWS:-100000}"

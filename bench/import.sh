@@ -14,6 +14,8 @@
 # Output: one line per run on stderr, a markdown table row per engine and figure on stdout.
 # Needs: python3; for PostgreSQL psql and a server on 127.0.0.1:5432 (trust auth).
 set -euo pipefail
+# BIN_DIR as the caller wrote it, relative to where it was called from.
+if [ -n "${BIN_DIR:-}" ]; then BIN_DIR="$(cd "$BIN_DIR" && pwd)"; fi
 cd "$(dirname "$0")/.."
 RUNS="${1:-5}"
 ROWS="${ROWS:-10000}"
