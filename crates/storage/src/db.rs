@@ -505,6 +505,17 @@ enum TxConn {
 
 const HEAD_SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 
+/// The longest SQLite batch kept prepared in the writer connection's statement cache (sqlx keeps
+/// the last 100 texts, each with every statement of the batch compiled). A batch is one text, so
+/// one whose shape follows its data — a second of monitor results in multi-row inserts, an
+/// import chunk — is a new entry almost every time: with 20,000 monitors SQLite's memory grew to
+/// 86 MiB in four minutes, nearly all compiled statements of about 26 KiB each (5.5 MiB with this
+/// limit; server RSS 190–204 → 90–116 MiB), and the ticket writes' batches were pushed out.
+/// Such batches are long, and compiling one costs little beside running it; the short, repeating
+/// ones (a ticket's creation, a comment) are where reusing the compiled statements pays
+/// (BENCHMARKS.md, service desk).
+const CACHED_BATCH_MAX_BYTES: usize = 16 * 1024;
+
 fn head_of(row: &sqlx::any::AnyRow) -> StoreResult<(i64, String)> {
     Ok((row.try_get("seq")?, row.try_get("hash")?))
 }
@@ -551,7 +562,9 @@ impl WriteTx {
                 }
                 // From here an error leaves a transaction to roll back (see `Drop`).
                 *begun = true;
-                let mut rows = bind_all(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&mut *conn).await?;
+                let persistent = sql.len() <= CACHED_BATCH_MAX_BYTES;
+                let query = bind_all(sqlx::query(AssertSqlSafe(sql)), args).persistent(persistent);
+                let mut rows = query.fetch_all(&mut *conn).await?;
                 if opening {
                     // Deferred statements return no rows: the first row is the head.
                     let first = rows.first().ok_or(StoreError::Schema("the audit chain head row is missing".into()))?;
