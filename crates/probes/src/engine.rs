@@ -136,6 +136,7 @@ impl Engine {
             stats: Stats::new(config.late_after),
             permits: Arc::new(Semaphore::new(max)),
             max_permits: max,
+            undelivered: Arc::new(Semaphore::new(UNDELIVERED_MAX as usize)),
             clock: Clock::now(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -180,7 +181,11 @@ impl Engine {
         drop(commands);
         let _ = task.await;
         let all = u32::try_from(shared.max_permits).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(grace, shared.permits.acquire_many(all)).await;
+        let _ = tokio::time::timeout(grace, async {
+            let _ = shared.permits.acquire_many(all).await;
+            let _ = shared.undelivered.acquire_many(UNDELIVERED_MAX).await;
+        })
+        .await;
         shared.stats.snapshot(0)
     }
 }
@@ -238,8 +243,15 @@ struct Shared {
     stats: Stats,
     permits: Arc<Semaphore>,
     max_permits: usize,
+    /// One permit per run from its spawn until its report is delivered (or the sink is gone), so
+    /// that `stop` can wait for deliveries as well: a run gives its concurrency permit back before
+    /// delivering, since a full channel must slow only the monitors whose reports wait.
+    undelivered: Arc<Semaphore>,
     clock: Clock,
 }
+
+/// More runs than can be undelivered at once (each monitor has at most one run at a time).
+const UNDELIVERED_MAX: u32 = 1 << 24;
 
 struct Entry {
     monitor: Arc<Monitor>,
@@ -357,7 +369,13 @@ impl<E: Executor> Scheduler<E> {
         let shared = self.shared.clone();
         let executor = self.executor.clone();
         let sink = self.sink.clone();
+        // Taken before the task starts, so that `stop` cannot miss a run spawned just before it.
+        let Ok(undelivered) = shared.undelivered.clone().try_acquire_owned() else {
+            running.store(false, Ordering::Release);
+            return;
+        };
         tokio::spawn(async move {
+            let _undelivered = undelivered;
             let Ok(permit) = shared.permits.clone().acquire_owned().await else {
                 running.store(false, Ordering::Release);
                 return;
