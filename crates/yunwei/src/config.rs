@@ -25,6 +25,9 @@ pub struct Config {
     /// Base64 of 32 bytes sealing secrets at rest. Empty: read or create `<data_dir>/secret.key`.
     /// Nodes sharing one PostgreSQL database must share this key.
     pub secret_key: String,
+    /// How new secrets are sealed: `aes-256-gcm` (the default) or `sm4-gcm` (GB/T 32907). Values
+    /// sealed either way stay readable after a change.
+    pub secret_cipher: String,
     /// `text` or `json`.
     pub log_format: String,
     /// SMTP server for email notifications. Unset: no email is sent (the in-app inbox still works).
@@ -49,6 +52,7 @@ impl Default for Config {
             tls_key: None,
             behind_tls_proxy: false,
             secret_key: String::new(),
+            secret_cipher: "aes-256-gcm".into(),
             log_format: "text".into(),
             smtp_host: None,
             smtp_port: None,
@@ -70,6 +74,7 @@ impl std::fmt::Debug for Config {
             .field("tls_key", &self.tls_key)
             .field("behind_tls_proxy", &self.behind_tls_proxy)
             .field("secret_key", &if self.secret_key.is_empty() { "" } else { "<redacted>" })
+            .field("secret_cipher", &self.secret_cipher)
             .field("log_format", &self.log_format)
             .field("smtp_host", &self.smtp_host)
             .field("smtp_port", &self.smtp_port)
@@ -98,6 +103,7 @@ impl Config {
             "tls_key",
             "behind_tls_proxy",
             "secret_key",
+            "secret_cipher",
             "log_format",
             "smtp_host",
             "smtp_port",

@@ -171,8 +171,14 @@ fn now_ms() -> i64 {
     Clock::default().now_ms()
 }
 
-/// The key that seals secrets at rest: from configuration, or a key file beside the database.
+/// The key that seals secrets at rest (from configuration, or a key file beside the database),
+/// sealing new values with the configured cipher.
 fn secret_box(config: &Config) -> Result<SecretBox> {
+    let cipher = yunwei_storage::secrets::Cipher::parse(&config.secret_cipher).map_err(anyhow::Error::msg)?;
+    Ok(secret_key(config)?.with_cipher(cipher))
+}
+
+fn secret_key(config: &Config) -> Result<SecretBox> {
     if !config.secret_key.is_empty() {
         return SecretBox::from_base64(&config.secret_key).map_err(|e| anyhow::anyhow!("secret_key: {e}"));
     }

@@ -94,6 +94,22 @@ fn first_start_demo_and_graceful_stop() {
     let _ = std::fs::remove_dir_all(data);
 }
 
+/// `secret_cipher`: an unknown name is refused before the database is touched, in both
+/// languages; `sm4-gcm` is accepted (the sealing itself is tested in the storage tests).
+#[test]
+fn secret_cipher_setting() {
+    let data = temp_dir("cipher");
+    let dir = data.to_str().unwrap();
+    let out = bin().env("YUNWEI_SECRET_CIPHER", "sm4").args(["--data-dir", dir, "migrate"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sm4-gcm") && err.contains("只能是"), "{err}");
+    assert!(!data.join("yunwei.db").exists(), "nothing was created");
+    let out = bin().env("YUNWEI_SECRET_CIPHER", "sm4-gcm").args(["--data-dir", dir, "migrate"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(data);
+}
+
 #[test]
 fn plain_http_on_a_network_address_is_refused() {
     let data = temp_dir("refuse");
