@@ -63,7 +63,7 @@ pub fn environment() -> Environment<'static> {
     env
 }
 
-fn lang_of(state: &State) -> Lang {
+pub(crate) fn lang_of(state: &State) -> Lang {
     state.lookup("lang").and_then(|v| v.as_str().map(Lang::parse)).unwrap_or_default()
 }
 

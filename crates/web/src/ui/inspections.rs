@@ -63,7 +63,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// (key, 中文, English)
-const TEXTS: &[(&str, &str, &str)] = &[
+const TEXTS: super::ModuleTexts = &[
     ("nav", "巡检", "Inspections"),
     ("title", "巡检", "Inspections"),
     ("runs_of", "当日巡检", "Runs of the day"),
@@ -174,38 +174,26 @@ const TEXTS: &[(&str, &str, &str)] = &[
 ];
 
 fn tr(lang: Lang, key: &str) -> String {
-    match TEXTS.iter().find(|(k, _, _)| *k == key) {
-        Some((_, zh, en)) => if lang == Lang::Zh { zh } else { en }.to_string(),
-        None => crate::i18n::t(lang, key),
-    }
+    super::module_text(TEXTS, lang, key)
 }
 
 /// The crate's templates and filters plus this module's templates and `tr()`.
 static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
-    let mut env = crate::templates::environment();
-    for (name, source) in [
-        ("inspections.html", include_str!("../../templates/inspections.html")),
-        ("inspection_plan.html", include_str!("../../templates/inspection_plan.html")),
-        ("inspection_run.html", include_str!("../../templates/inspection_run.html")),
-        ("inspection_record.html", include_str!("../../templates/inspection_record.html")),
-        ("inspection_compliance.html", include_str!("../../templates/inspection_compliance.html")),
-        ("inspection_sheet.html", include_str!("../../templates/inspection_sheet.html")),
-    ] {
-        env.add_template(name, source).unwrap_or_else(|e| panic!("template {name} does not parse: {e}"));
-    }
-    env.add_function("tr", |state: &minijinja::State, key: String| -> String {
-        let lang = state.lookup("lang").and_then(|v| v.as_str().map(Lang::parse)).unwrap_or_default();
-        tr(lang, &key)
-    });
-    env
+    super::module_environment(
+        &[
+            ("inspections.html", include_str!("../../templates/inspections.html")),
+            ("inspection_plan.html", include_str!("../../templates/inspection_plan.html")),
+            ("inspection_run.html", include_str!("../../templates/inspection_run.html")),
+            ("inspection_record.html", include_str!("../../templates/inspection_record.html")),
+            ("inspection_compliance.html", include_str!("../../templates/inspection_compliance.html")),
+            ("inspection_sheet.html", include_str!("../../templates/inspection_sheet.html")),
+        ],
+        TEXTS,
+    )
 });
 
 fn render(lang: Lang, name: &str, page: &Page, ctx: minijinja::Value) -> Result<Html<String>, AppError> {
-    let full = minijinja::context! { lang => lang.as_str(), page => minijinja::Value::from(minijinja::value::Serde(page)), ..ctx };
-    TEMPLATES.get_template(name).and_then(|t| t.render(full)).map(Html).map_err(|e| {
-        tracing::error!(template = name, error = %e, "template failed to render");
-        AppError::internal()
-    })
+    super::render_in(&TEMPLATES, name, lang, page, ctx)
 }
 
 async fn scope_of(state: &AppState, ui: &UiUser, cid: i64) -> Result<ContractScope, AppError> {

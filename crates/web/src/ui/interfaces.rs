@@ -42,7 +42,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// (key, 中文, English)
-const TEXTS: &[(&str, &str, &str)] = &[
+const TEXTS: super::ModuleTexts = &[
     ("title", "数据对接接口", "Data-exchange interfaces"),
     (
         "intro",
@@ -120,34 +120,22 @@ const TEXTS: &[(&str, &str, &str)] = &[
 ];
 
 fn tr(lang: Lang, key: &str) -> String {
-    match TEXTS.iter().find(|(k, _, _)| *k == key) {
-        Some((_, zh, en)) => if lang == Lang::Zh { zh } else { en }.to_string(),
-        None => crate::i18n::t(lang, key),
-    }
+    super::module_text(TEXTS, lang, key)
 }
 
 /// The crate's templates and filters plus this module's templates and `tr()`.
 static TEMPLATES: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
-    let mut env = crate::templates::environment();
-    for (name, source) in [
-        ("interfaces.html", include_str!("../../templates/interfaces.html")),
-        ("interface.html", include_str!("../../templates/interface.html")),
-    ] {
-        env.add_template(name, source).unwrap_or_else(|e| panic!("template {name} does not parse: {e}"));
-    }
-    env.add_function("tr", |state: &minijinja::State, key: String| -> String {
-        let lang = state.lookup("lang").and_then(|v| v.as_str().map(Lang::parse)).unwrap_or_default();
-        tr(lang, &key)
-    });
-    env
+    super::module_environment(
+        &[
+            ("interfaces.html", include_str!("../../templates/interfaces.html")),
+            ("interface.html", include_str!("../../templates/interface.html")),
+        ],
+        TEXTS,
+    )
 });
 
 fn render(lang: Lang, name: &str, page: &Page, ctx: minijinja::Value) -> Result<Html<String>, AppError> {
-    let full = minijinja::context! { lang => lang.as_str(), page => minijinja::Value::from(minijinja::value::Serde(page)), ..ctx };
-    TEMPLATES.get_template(name).and_then(|t| t.render(full)).map(Html).map_err(|e| {
-        tracing::error!(template = name, error = %e, "template failed to render");
-        AppError::internal()
-    })
+    super::render_in(&TEMPLATES, name, lang, page, ctx)
 }
 
 async fn scope_of(state: &AppState, ui: &UiUser, cid: i64) -> Result<ContractScope, AppError> {

@@ -194,11 +194,49 @@ pub(crate) fn render(
     page: &Page,
     ctx: minijinja::Value,
 ) -> Result<Html<String>, AppError> {
+    render_in(&state.templates, name, lang, page, ctx)
+}
+
+/// [`render`] with a page module's own environment (see [`module_environment`]).
+pub(crate) fn render_in(
+    env: &minijinja::Environment<'static>,
+    name: &str,
+    lang: Lang,
+    page: &Page,
+    ctx: minijinja::Value,
+) -> Result<Html<String>, AppError> {
     let full = minijinja::context! { lang => lang.as_str(), page => minijinja::Value::from(minijinja::value::Serde(page)), ..ctx };
-    state.templates.get_template(name).and_then(|t| t.render(full)).map(Html).map_err(|e| {
+    env.get_template(name).and_then(|t| t.render(full)).map(Html).map_err(|e| {
         tracing::error!(template = name, error = %e, "template failed to render");
         AppError::internal()
     })
+}
+
+/// A page module's own texts: (key, Chinese, English).
+pub(crate) type ModuleTexts = &'static [(&'static str, &'static str, &'static str)];
+
+/// A key of the module's texts in `lang`, else the shared translation of the key.
+pub(crate) fn module_text(texts: ModuleTexts, lang: Lang, key: &str) -> String {
+    match texts.iter().find(|(k, _, _)| *k == key) {
+        Some((_, zh, en)) => if lang == Lang::Zh { zh } else { en }.to_string(),
+        None => t(lang, key),
+    }
+}
+
+/// The crate's templates and filters plus a page module's templates and a `tr()` function over
+/// its texts ([`module_text`]).
+pub(crate) fn module_environment(
+    templates: &[(&'static str, &'static str)],
+    texts: ModuleTexts,
+) -> minijinja::Environment<'static> {
+    let mut env = crate::templates::environment();
+    for (name, source) in templates {
+        env.add_template(name, source).unwrap_or_else(|e| panic!("template {name} does not parse: {e}"));
+    }
+    env.add_function("tr", move |state: &minijinja::State, key: String| -> String {
+        module_text(texts, crate::templates::lang_of(state), &key)
+    });
+    env
 }
 
 /// A urlencoded form whose parse errors become a clear 400 instead of axum's plain-text answer.
